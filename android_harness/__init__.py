@@ -1,0 +1,1 @@
+"""Device side of the profiler: the runner script and the code that drives it (profiler issue)."""

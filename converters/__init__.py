@@ -1,0 +1,1 @@
+"""PyTorch to ONNX and TFLite conversion with parity reports (conversion issue)."""

@@ -1,0 +1,175 @@
+"""One training run from names and paths: the job behind `mobile-compress train`,
+the demo and the benchmarks.
+
+It turns user-level choices (a zoo name, a data source, an output folder) into a
+model, datasets and a Trainer, and checks everything that can be checked before
+the first epoch so a mistake fails in seconds, not after an hour.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import models
+from mobile_compress.data import Normalization, compute_normalization, open_dataset
+from mobile_compress.data.normalization import NAMED as NAMED_NORMALIZATIONS
+from mobile_compress.errors import UserError
+from mobile_compress.training import CheckpointMeta, TrainConfig, Trainer, TrainResult
+
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass
+class TrainJob:
+    """Everything a training run needs, as the user names it."""
+
+    model: str
+    data: str
+    out_dir: str
+    config: TrainConfig = field(default_factory=TrainConfig)
+    options: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+    init: str | None = None  # a state_dict file (e.g. a torchvision checkpoint) to start from
+    resume: bool = False
+    cache_dir: str | None = None
+    storage_size: int | None = None  # explicit resize of stored images (e.g. 8-px images to 32)
+    normalization: str | None = None  # a name in data.normalization.NAMED, "auto" (from the training images), or the data's default
+
+
+@dataclass
+class TrainJobResult:
+    checkpoint: Path
+    result: TrainResult
+    num_classes: int
+    image_size: int
+    train_images: int
+    val_images: int
+
+
+def default_image_size(model: str, options: dict[str, Any]) -> int:
+    """32 for the small-input stem and the CIFAR teachers, the zoo's default otherwise."""
+    if options.get("small_input"):
+        return 32
+    return models.spec(model).default_input_size
+
+
+def check_image_size(size: int) -> None:
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"image size {size} is out of range",
+            hint=f"pass --image-size between 1 and {MAX_IMAGE_SIZE} (32 for CIFAR-style models, 224 for ImageNet-style)",
+        )
+
+
+def check_model_accepts(model: nn.Module, name: str, size: int) -> None:
+    """Run one zero image through the model, so a size it cannot take fails now with advice."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except RuntimeError as err:
+        raise UserError(
+            f"model '{name}' cannot take {size}x{size} images ({str(err).splitlines()[0]})",
+            hint="use a larger --image-size, or --small-input for 32x32 images",
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def load_initial_weights(model: nn.Module, path: str) -> list[str]:
+    """Load a plain state_dict; classifier weights of another class count are skipped.
+
+    Returns the keys that were left at their fresh initialisation.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"initial weights file {path} does not exist", hint="pass the path of a state_dict saved with torch.save")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"cannot read {path} as a state_dict: {err}", hint="pass a file written by torch.save(model.state_dict())") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state_dict", hint="save model.state_dict(), not the module")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise UserError(
+            f"{path} does not match the architecture: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})",
+            hint="check --model and its options (width, small input) against the checkpoint",
+        )
+    skipped = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    wrong_place = [k for k in skipped if not _is_classifier_key(model, k)]
+    if wrong_place:
+        k = wrong_place[0]
+        raise UserError(
+            f"{path}: '{k}' has shape {tuple(state[k].shape)}, the model expects {tuple(own[k].shape)}",
+            hint="check --model and its options (width, small input) against the checkpoint",
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    return skipped
+
+
+def _is_classifier_key(model: nn.Module, key: str) -> bool:
+    last_linear = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    return key.startswith(last_linear + ".")
+
+
+def choose_normalization(name: str | None, images, default: Normalization) -> Normalization:
+    """The mean/std the model is trained with (and which the checkpoint carries to the phone)."""
+    if name is None:
+        return default
+    if name == "auto":
+        return compute_normalization(images)
+    if name not in NAMED_NORMALIZATIONS:
+        raise UserError(f"unknown normalization '{name}'",
+                        hint=f"use one of {', '.join(sorted(NAMED_NORMALIZATIONS))}, or 'auto' to compute it from the training images")
+    return NAMED_NORMALIZATIONS[name]
+
+
+def run_train_job(job: TrainJob) -> TrainJobResult:
+    if job.model not in models.names():
+        models.spec(job.model)  # raises UnknownModelError with suggestions
+    size = job.image_size if job.image_size is not None else default_image_size(job.model, job.options)
+    check_image_size(size)
+    opened = dict(image_size=size, cache_dir=job.cache_dir, seed=job.config.seed, storage_size=job.storage_size)
+    train = open_dataset(job.data, split="train", train=True, **opened)
+    norm = choose_normalization(job.normalization, train.images, train.normalization)
+    train = open_dataset(job.data, split="train", train=True, normalization=norm, **opened)
+    val = open_dataset(job.data, split="test", train=False, normalization=norm, **opened)
+    num_classes = len(train.classes)
+    model = models.create(job.model, num_classes=num_classes, **job.options)
+    check_model_accepts(model, job.model, size)
+    if job.init:
+        skipped = load_initial_weights(model, job.init)
+        if skipped:
+            print(f"note: {len(skipped)} classifier tensors of {job.init} have another class count and start fresh: {', '.join(skipped)}")
+    meta = CheckpointMeta(
+        arch=job.model,
+        options=dict(job.options),
+        num_classes=num_classes,
+        input_size=size,
+        normalization=norm.to_dict(),
+        labels=list(train.classes),
+        extra={"data": os.path.abspath(job.data) if os.path.exists(job.data) else job.data},
+    )
+    trainer = Trainer(model, job.config, train, val, out_dir=job.out_dir, meta=meta)
+    result = trainer.fit(resume=job.resume)
+    return TrainJobResult(
+        checkpoint=Path(job.out_dir) / "best",
+        result=result,
+        num_classes=num_classes,
+        image_size=size,
+        train_images=len(train),
+        val_images=len(val),
+    )

@@ -1,0 +1,1 @@
+"""Host side of the ADB-driven on-device profiler (profiler issue)."""

@@ -1,0 +1,171 @@
+"""The `mobile-compress` command line, driven as a user drives it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobile_compress.cli import main
+
+VENV_BIN = Path(sys.executable).parent
+FAST = ["--epochs", "1", "--batch-size", "32", "--no-progress", "--workers", "0"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def make_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, size: int = 32) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8) + np.uint8(150 * label)
+                Image.fromarray(pixels).save(d / f"{i}.png" if i % 2 else d / f"{i}.jpg")
+    return root
+
+
+def test_models_lists_the_zoo_with_counts(capsys) -> None:
+    code, out, _ = run_cli(capsys, "models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert {"mobilenet_v2", "shufflenet_v2_x1_0", "squeezenet1_1", "resnet56", "resnet50"} <= set(rows)
+    assert rows["mobilenet_v2"]["params"] == 3_504_872
+    assert abs(rows["mobilenet_v2"]["macs"] / 300.8e6 - 1) < 0.01
+    assert rows["mobilenet_v2"]["small_input_macs"] > 0
+    code, out, _ = run_cli(capsys, "models")
+    assert "mobilenet_v2" in out and "3.50 M" in out
+
+
+def test_unknown_model_suggests_the_closest_names(capsys) -> None:
+    code, _, err = run_cli(capsys, "info", "mobilenetv2")
+    assert code == 2
+    assert "mobilenet_v2" in err and "Traceback" not in err
+
+
+def test_info_on_a_zoo_model(capsys) -> None:
+    code, out, _ = run_cli(capsys, "info", "squeezenet1_1", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["params"] == 1_235_496 and info["stats_input_size"] == 224
+
+
+def test_missing_data_folder_is_a_clear_error(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "train", "--model", "resnet20", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *FAST)
+    assert code == 2
+    assert "nope" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", ["0", "5000"])
+def test_out_of_range_image_size_is_rejected(capsys, tmp_path, size) -> None:
+    code, _, err = run_cli(capsys, "train", "--model", "resnet20", "--data", "builtin", "--out", str(tmp_path / "o"), "--image-size", size, *FAST)
+    assert code == 2 and "image size" in err
+
+
+def test_image_size_the_model_cannot_take(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "train", "--model", "squeezenet1_1", "--data", "builtin", "--out", str(tmp_path / "o"), "--image-size", "16", *FAST)
+    assert code == 2
+    assert "16x16" in err and "--small-input" in err
+
+
+def test_option_the_family_lacks(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "train", "--model", "resnet20", "--data", "builtin", "--out", str(tmp_path / "o"), "--width-mult", "0.5", *FAST)
+    assert code == 2 and "width_mult" in err
+
+
+def test_train_eval_info_on_a_folder_with_a_corrupt_image(capsys, tmp_path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out_dir = tmp_path / "run"
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        code, out, err = run_cli(capsys, "train", "--model", "resnet20", "--data", str(root), "--out", str(out_dir), *FAST)
+    assert code == 0, err
+    assert (out_dir / "best" / "weights.pt").is_file()
+    meta = json.loads((out_dir / "best" / "checkpoint.json").read_text())
+    assert meta["labels"] == ["cat", "dog"] and meta["arch"] == "resnet20"
+    assert len(meta["normalization"]["mean"]) == 3
+
+    code, out, err = run_cli(capsys, "eval", str(out_dir / "best"), "--data", str(root), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n"] == 24 and 0 <= result["top1"] <= 100
+
+    code, out, _ = run_cli(capsys, "info", str(out_dir / "best"), "--json")
+    assert code == 0 and json.loads(out)["labels"] == ["cat", "dog"]
+
+
+def test_eval_refuses_data_with_other_classes(capsys, tmp_path) -> None:
+    root = make_folder(tmp_path / "a")
+    other = make_folder(tmp_path / "b", classes=("car", "plane"))
+    run_cli(capsys, "train", "--model", "resnet20", "--data", str(root), "--out", str(tmp_path / "run"), *FAST)
+    code, _, err = run_cli(capsys, "eval", str(tmp_path / "run" / "best"), "--data", str(other))
+    assert code == 2 and "classes" in err
+
+
+def test_fine_tune_from_a_state_dict_with_another_class_count(capsys, tmp_path) -> None:
+    import models
+
+    source = models.create("resnet20", num_classes=100)
+    torch.save(source.state_dict(), tmp_path / "r20.pth")
+    code, out, err = run_cli(capsys, "train", "--model", "resnet20", "--init", str(tmp_path / "r20.pth"), "--data", "builtin",
+                             "--out", str(tmp_path / "run"), *FAST)
+    assert code == 0, err
+    assert "start fresh" in out
+    trained = torch.load(tmp_path / "run" / "last" / "weights.pt", weights_only=True)
+    # the body was loaded from the file and then trained one epoch: close to the source, not to a fresh init
+    start = source.state_dict()["conv1.weight"] if "conv1.weight" in source.state_dict() else next(iter(source.state_dict().values()))
+    key = "conv1.weight" if "conv1.weight" in trained else next(iter(trained))
+    assert torch.nn.functional.cosine_similarity(trained[key].flatten(), start.flatten(), dim=0) > 0.9
+
+
+def test_init_from_a_mismatched_architecture_is_a_clear_error(capsys, tmp_path) -> None:
+    import models
+
+    torch.save(models.create("resnet20", num_classes=10).state_dict(), tmp_path / "r20.pth")
+    code, _, err = run_cli(capsys, "train", "--model", "resnet56", "--init", str(tmp_path / "r20.pth"), "--data", "builtin",
+                           "--out", str(tmp_path / "run"), *FAST)
+    assert code == 2 and "r20.pth" in err and "architecture" in err
+
+
+def test_console_script_help_and_error_exit_codes(tmp_path) -> None:
+    exe = shutil.which("mobile-compress", path=str(VENV_BIN)) or str(VENV_BIN / "mobile-compress")
+    for command in ("models", "info", "train", "eval", "demo"):
+        proc = subprocess.run([exe, command, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage" in proc.stdout, command
+    proc = subprocess.run([exe, "eval", str(tmp_path / "missing"), "--data", "builtin"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_trains_and_evaluates_on_the_builtin_data(capsys, tmp_path) -> None:
+    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert summary["test_n"] > 300 and 0 <= summary["test_top1"] <= 100
+    assert "held-out test set" in out
+
+
+def test_train_runs_under_torchrun_with_two_processes(tmp_path) -> None:
+    """The same entry point under torchrun: 2 CPU processes with gloo, one checkpoint."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m", "mobile_compress", "train",
+         "--model", "resnet20", "--data", "builtin", "--out", str(tmp_path / "ddp"), *FAST],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ddp" / "best" / "checkpoint.json").is_file()
+    history = [json.loads(line) for line in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 1
