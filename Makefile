@@ -12,12 +12,11 @@ PYTEST_ARGS ?=
 .PHONY: install demo test test-slow clean
 
 $(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mobile-compress needs Python 3.11, found " + sys.version.split()[0]'
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info[:2] == (3, 11) else "mobile-compress needs Python 3.11, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	# torch first, on its own, so the CPU wheel is taken and no CUDA build is resolved.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "installing the pinned stack into $(VENV) (about 1.5 GB the first time; see setup.cfg for why each pin exists)"
+	$(BIN)/python -m pip install --progress-bar off -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -79,7 +79,9 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="total wall-clock budget for all models")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--models", default=",".join(p.model for p in PLANS), help="subset to train")
+    ap.add_argument("--models", default=",".join(p.model for p in PLANS),
+                    help="subset to train; the others keep their rows from an earlier run in --out")
+    ap.add_argument("--epochs", type=int, help="train this many epochs instead of the planned number (the budget still stops it)")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args()
 
@@ -90,11 +92,12 @@ def main() -> None:
     print(f"CIFAR-10: {len(train)} train / {len(test)} test images, {len(train.classes)} classes")
 
     chosen = [p for p in PLANS if p.model in args.models.split(",")]
-    rows = []
+    results_file = out / "results.json"
+    rows = {r["model"]: r for r in (json.loads(results_file.read_text()) if results_file.exists() else [])}
     for plan in chosen:
         budget_s = args.budget_minutes * 60 * plan.share / sum(p.share for p in chosen)
         ips = probe_images_per_sec(plan.model, plan.options, args.batch_size, args.precision)
-        epochs = plan_epochs(budget_s, len(train), len(test), ips)
+        epochs = args.epochs or plan_epochs(budget_s, len(train), len(test), ips)
         print(f"{plan.model}: probe {ips:.0f} img/s -> {epochs} epochs in a {budget_s / 60:.1f} min budget")
         config = TrainConfig(epochs=epochs, batch_size=args.batch_size, optimizer="sgd", lr=0.1, momentum=0.9,
                              nesterov=True, weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.0, seed=0,
@@ -104,7 +107,7 @@ def main() -> None:
         ev = evaluate_checkpoint(job.checkpoint, data, split="test")
         stats = model_stats(models.create(plan.model, num_classes=10, **plan.options), 32)
         epochs_run = job.result.epochs
-        rows.append({
+        rows[plan.model] = {
             "model": plan.model, "options": plan.options, "role": plan.role, "precision": args.precision,
             "budget_min": budget_s / 60, "epochs_planned": epochs, "epochs_run": len(epochs_run),
             "stopped_early": job.result.stopped_early, "test_top1": ev.result.top1, "test_top5": ev.result.top5,
@@ -112,24 +115,27 @@ def main() -> None:
             "train_images_per_sec": sum(e.images_per_sec for e in epochs_run) / len(epochs_run),
             "minutes": job.result.elapsed / 60, "params": stats.params, "macs": stats.macs,
             "checkpoint": str(job.checkpoint),
-        })
-        print(json.dumps(rows[-1], indent=2))
+        }
+        print(json.dumps(rows[plan.model], indent=2))
+        results_file.write_text(json.dumps(list(rows.values()), indent=2))  # after each model: nothing lost on a kill
 
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
     if not args.no_write:
-        update_section("train_cifar10", render(rows, args))
+        update_section("train_cifar10", render([rows[p.model] for p in PLANS if p.model in rows], args))
         print("BENCHMARKS.md updated")
 
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     env = environment()
+    shares = ", ".join(f"{r['model']} {r['budget_min']:.0f} min" for r in rows)
+    total = sum(r["budget_min"] for r in rows)
     lines = [
         "## Training on CIFAR-10 (`benchmarks/train_cifar10.py`)",
         "",
-        f"Command: `python benchmarks/train_cifar10.py --data <cifar10.tar.gz> --budget-minutes {args.budget_minutes:g} "
-        f"--precision {args.precision}`. Data: the JPEG copy of CIFAR-10 (50,000 train / 10,000 test). "
-        f"Budget: {args.budget_minutes:g} minutes of wall clock in all, 40% teacher and 60% student; the epoch count "
-        "is planned from a throughput probe so the cosine schedule finishes inside it. SGD (Nesterov, momentum 0.9), "
+        f"Command: `python benchmarks/train_cifar10.py --data <cifar10.tar.gz> --budget-minutes 60 "
+        f"--precision {args.precision}` (`--models NAME --budget-minutes M --epochs N` reruns one model and keeps "
+        "the other rows). Data: the JPEG copy of CIFAR-10 (50,000 train / 10,000 test). "
+        f"Budget: {total:.0f} minutes of wall clock in all ({shares}); the epoch count "
+        "is planned from a throughput probe so the cosine schedule finishes inside it, unless given. SGD (Nesterov, momentum 0.9), "
         f"peak lr 0.1 with 1 warm-up epoch, weight decay 5e-4, batch {args.batch_size}, pad-4 crop + flip, "
         f"{args.precision} autocast. Top-1 is measured on the 10,000 test images. These are budget-limited runs, "
         "far shorter than the usual 160-200 epochs, and the checkpoints are the starting points of the compression benchmarks.",

@@ -20,6 +20,7 @@ from mobile_compress.data import Normalization, compute_normalization, open_data
 from mobile_compress.data.normalization import NAMED as NAMED_NORMALIZATIONS
 from mobile_compress.errors import UserError
 from mobile_compress.training import CheckpointMeta, TrainConfig, Trainer, TrainResult
+from mobile_compress.training.checkpoint import read_weights
 
 MAX_IMAGE_SIZE = 1024
 
@@ -49,6 +50,7 @@ class TrainJobResult:
     image_size: int
     train_images: int
     val_images: int
+    skipped_images: int  # undecodable files left out of training and validation
 
 
 def default_image_size(model: str, options: dict[str, Any]) -> int:
@@ -87,18 +89,7 @@ def load_initial_weights(model: nn.Module, path: str) -> list[str]:
 
     Returns the keys that were left at their fresh initialisation.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"initial weights file {path} does not exist", hint="pass the path of a state_dict saved with torch.save")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read {path} as a state_dict: {err}", hint="pass a file written by torch.save(model.state_dict())") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UserError(f"{path} holds a {type(state).__name__}, not a state_dict", hint="save model.state_dict(), not the module")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = read_weights(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -145,7 +136,8 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
     opened = dict(image_size=size, cache_dir=job.cache_dir, seed=job.config.seed, storage_size=job.storage_size)
     train = open_dataset(job.data, split="train", train=True, **opened)
     norm = choose_normalization(job.normalization, train.images, train.normalization)
-    train = open_dataset(job.data, split="train", train=True, normalization=norm, **opened)
+    if norm != train.normalization:
+        train = open_dataset(job.data, split="train", train=True, normalization=norm, **opened)
     val = open_dataset(job.data, split="test", train=False, normalization=norm, **opened)
     num_classes = len(train.classes)
     model = models.create(job.model, num_classes=num_classes, **job.options)
@@ -161,7 +153,8 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
         input_size=size,
         normalization=norm.to_dict(),
         labels=list(train.classes),
-        extra={"data": os.path.abspath(job.data) if os.path.exists(job.data) else job.data},
+        extra={"data": os.path.abspath(job.data) if os.path.exists(job.data) else job.data,
+               "skipped_images": [path for path, _ in [*train.skipped, *val.skipped]]},
     )
     trainer = Trainer(model, job.config, train, val, out_dir=job.out_dir, meta=meta)
     result = trainer.fit(resume=job.resume)
@@ -172,4 +165,5 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
         image_size=size,
         train_images=len(train),
         val_images=len(val),
+        skipped_images=len(train.skipped) + len(val.skipped),
     )

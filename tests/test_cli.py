@@ -92,8 +92,10 @@ def test_train_eval_info_on_a_folder_with_a_corrupt_image(capsys, tmp_path) -> N
     with pytest.warns(UserWarning, match="broken.jpg"):
         code, out, err = run_cli(capsys, "train", "--model", "resnet20", "--data", str(root), "--out", str(out_dir), *FAST)
     assert code == 0, err
+    assert "24+24 (1 skipped)" in out
     assert (out_dir / "best" / "weights.pt").is_file()
     meta = json.loads((out_dir / "best" / "checkpoint.json").read_text())
+    assert [Path(p).name for p in meta["extra"]["skipped_images"]] == ["broken.jpg"]
     assert meta["labels"] == ["cat", "dog"] and meta["arch"] == "resnet20"
     assert len(meta["normalization"]["mean"]) == 3
 
@@ -169,3 +171,4 @@ def test_train_runs_under_torchrun_with_two_processes(tmp_path) -> None:
     assert (tmp_path / "ddp" / "best" / "checkpoint.json").is_file()
     history = [json.loads(line) for line in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1
+    assert proc.stdout.count("best top-1") == 1, proc.stdout  # one summary table, from rank 0

@@ -19,17 +19,7 @@ from mobile_compress.counting import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these small CPU graphs run faster than with a contended pool.
-
-    On the 2-core CI machine, torch's default pool spins against other processes and
-    made this module 4x slower; the previous setting is restored afterwards.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_net() -> nn.Sequential:

@@ -3,12 +3,13 @@
 torchvision cannot be imported here; tests/fixtures/torchvision_reference.json was
 written by tools/make_torchvision_reference.py from torchvision 0.28.0's own model
 code (state_dict keys/shapes, parameter counts, and golden logits after a
-deterministic fill). The fill below must stay identical to the one in that script;
-the fixture's per-model checksum of the filled values guards that.
+deterministic fill). The fill is imported from that script; the fixture's per-model
+checksum of the filled values guards against a change to it after the fixture was made.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import subprocess
@@ -28,17 +29,7 @@ REFERENCE = json.loads(FIXTURE.read_text())
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these small CPU graphs run faster than with a contended pool.
-
-    On the 2-core CI machine, torch's default pool spins against other processes and
-    made this module 4x slower; the previous setting is restored afterwards.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 IMAGENET_MODELS = [
     "mobilenet_v2",
@@ -74,28 +65,15 @@ TORCHVISION_PARAMS = {
 }
 
 
-# --- deterministic fill: a copy of tools/make_torchvision_reference.py ----------------
-def fill_deterministic(model: nn.Module) -> float:
-    """Same procedure as the fixture script: per-key generator seeded by crc32(key)."""
-    total = 0.0
-    with torch.no_grad():
-        for key, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            gen = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-            shape = tensor.shape
-            if key.endswith("running_var"):
-                value = 0.5 + torch.rand(shape, generator=gen)
-            elif key.endswith("running_mean") or key.endswith("bias"):
-                value = 0.1 * torch.randn(shape, generator=gen)
-            elif tensor.dim() == 1:
-                value = 1.0 + 0.1 * torch.randn(shape, generator=gen)
-            else:
-                fan_in = tensor[0].numel()
-                value = math.sqrt(2.0 / fan_in) * torch.randn(shape, generator=gen)
-            tensor.copy_(value)
-            total += float(value.double().sum())
-    return total
+def _load_fixture_tool():
+    """The fixture script itself provides the fill, so test and fixture cannot drift apart."""
+    spec = importlib.util.spec_from_file_location("make_torchvision_reference", REPO_ROOT / "tools" / "make_torchvision_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fill_deterministic = _load_fixture_tool().fill_deterministic
 
 
 def reference_input() -> torch.Tensor:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from mobile_compress.cli.common import add_model_options, add_train_options, model_options, print_json, train_config
 from mobile_compress.report import Column, format_table
 from mobile_compress.train_job import TrainJob, TrainJobResult, run_train_job
+from mobile_compress.training.distributed import torchrun_env
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +42,14 @@ def summary_rows(name: str, job: TrainJobResult) -> list[dict]:
         "last_top5": last.val_top5 if last else None,
         "images_per_sec": last.images_per_sec if last else None,
         "minutes": job.result.elapsed / 60,
+        "images": f"{job.train_images}+{job.val_images}" + (f" ({job.skipped_images} skipped)" if job.skipped_images else ""),
         "checkpoint": str(job.checkpoint),
     }]
 
 
 SUMMARY_COLUMNS = [
     Column("model", "model"),
+    Column("images", "train+val images"),
     Column("epochs", "epochs", str, ">"),
     Column("best_top1", "best top-1 %", lambda v: f"{v:.2f}", ">"),
     Column("last_top5", "top-5 %", lambda v: f"{v:.2f}", ">"),
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         normalization=args.normalization,
     )
     result = run_train_job(job)
+    env = torchrun_env()
+    if env is not None and env[0] != 0:
+        return 0  # under torchrun, rank 0 reports for all
     if args.json:
         print_json({"checkpoint": str(result.checkpoint), "result": asdict(result.result)})
     else:
