@@ -55,6 +55,11 @@ def test_unknown_model_suggests_the_closest_names(capsys) -> None:
     assert "mobilenet_v2" in err and "Traceback" not in err
 
 
+def test_info_on_a_missing_checkpoint_names_the_path(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "info", str(tmp_path / "runs" / "best"))
+    assert code == 2 and "runs/best" in err and "unknown model" not in err
+
+
 def test_info_on_a_zoo_model(capsys) -> None:
     code, out, _ = run_cli(capsys, "info", "squeezenet1_1", "--json")
     assert code == 0

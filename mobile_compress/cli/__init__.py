@@ -12,10 +12,10 @@ from typing import Sequence
 
 import models
 from mobile_compress import __version__
-from mobile_compress.cli import cmd_demo, cmd_eval, cmd_info, cmd_models, cmd_train
+from mobile_compress.cli import cmd_convert, cmd_demo, cmd_eval, cmd_info, cmd_models, cmd_train
 from mobile_compress.errors import UserError
 
-COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_demo)
+COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_convert, cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def describe(args: argparse.Namespace) -> dict:
-    if Path(args.target).exists():
+    target = Path(args.target)
+    if target.exists() or "/" in args.target or target.suffix in (".json", ".pt"):
         model, meta = load_checkpoint(args.target)
         info = {"kind": "checkpoint", "path": args.target, **asdict(meta)}
         size = args.input_size or meta.input_size

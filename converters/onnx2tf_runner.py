@@ -1,0 +1,211 @@
+"""The one place that drives onnx2tf (ONNX -> TensorFlow -> TFLite).
+
+One onnx2tf call writes every TFLite flavour we need: it always writes fp32 and
+fp16 (float32 I/O, fp16 weights), plus dynamic-range and full-integer int8 when
+asked, so TensorFlow traces the model once. onnx2tf has three habits we contain:
+
+* it rewrites the .onnx it is given (onnxsim, op renaming), so it gets a copy;
+* it downloads MS-COCO sample images for any 3-channel image input, unless
+  ``calibration_image_sample_data_20x128x128x3_float32.npy`` is in the *current
+  directory*: we run it in a private working directory holding that file, built
+  from the user's real images, and replace its download helper with a local-only
+  reader, so it can never reach the network;
+* it calls ``sys.exit`` on errors, which we turn into ``Onnx2TfError``.
+
+Calibration goes through ``-cind`` (custom_input_op_name_np_data_path) as images
+that are already normalized like training, with mean 0 and std 1 (onnx2tf computes
+``(x - mean) / std``), in the TFLite input layout.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+TF_INPUT = "input"
+TF_OUTPUT = "output"
+# onnx2tf file suffixes for our format names (the int8 artifact is its full-integer model)
+SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic": "_dynamic_range_quant.tflite",
+          "int8": "_full_integer_quant.tflite"}
+_IO_DTYPE = {"int8": "int8", "uint8": "uint8", "float": "float32"}
+
+
+class Onnx2TfError(RuntimeError):
+    """onnx2tf could not convert the model (its log tail is in the message)."""
+
+
+@dataclass
+class TfliteBuild:
+    """The .tflite files onnx2tf wrote (by our format name) and how long it took."""
+
+    files: dict[str, Path]
+    seconds: float
+    log_tail: str = ""
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], calib_nchw: np.ndarray, *,
+                 layout: str = "nhwc", int8_io: str = "int8", batch_size: int = 1) -> TfliteBuild:
+    """Convert ``onnx_path`` (not modified) to the TFLite ``formats`` inside ``work_dir``.
+
+    ``calib_nchw``: normalized float32 images (N, C, H, W) for int8 calibration and for
+    onnx2tf's own test inference.
+    """
+    wanted = [f for f in formats if f in SUFFIX]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    model_copy = work_dir / "model.onnx"
+    _prepare_copy(onnx_path, model_copy, batch_size)
+    nhwc = layout == "nhwc"
+    calib = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1) if nhwc else calib_nchw, dtype=np.float32)
+    np.save(work_dir / "calib.npy", calib)
+    np.save(work_dir / SAMPLE_FILE, _sample_images(calib_nchw))
+    zero = np.zeros((1, 1, 1, 1), np.float32)
+    kwargs: dict[str, Any] = dict(
+        input_onnx_file_path=str(model_copy),
+        output_folder_path=str(work_dir / "tf"),
+        output_dynamic_range_quantized_tflite="dynamic" in wanted,
+        output_integer_quantized_tflite="int8" in wanted,
+        custom_input_op_name_np_data_path=[[TF_INPUT, str(work_dir / "calib.npy"), zero, zero + 1]],
+        input_quant_dtype=_IO_DTYPE[int8_io],
+        output_quant_dtype=_IO_DTYPE[int8_io],
+        not_use_onnxsim=True,  # the ONNX artifact is simplified already
+        keep_ncw_or_nchw_or_ncdhw_input_names=[TF_INPUT] if not nhwc else None,
+        non_verbose=True,
+        verbosity="error",
+    )
+    start = time.perf_counter()
+    log = io.StringIO()
+    with _quiet(log), _in_directory(work_dir), _offline_samples(work_dir):
+        import onnx2tf
+
+        failure = None
+        try:
+            onnx2tf.convert(**kwargs)
+        except SystemExit as exit_:
+            failure = f"onnx2tf stopped (exit {exit_.code})"
+        except Exception as err:  # noqa: BLE001 - any onnx2tf/TensorFlow crash is a failed conversion
+            failure = f"onnx2tf failed: {type(err).__name__}: {err}"
+    if failure is not None:
+        raise Onnx2TfError(f"{failure}: {_tail(log.getvalue())}")
+    seconds = time.perf_counter() - start
+    files, missing = {}, {}
+    for fmt in wanted:
+        produced = work_dir / "tf" / f"model{SUFFIX[fmt]}"
+        if produced.is_file():
+            files[fmt] = produced
+        else:
+            missing[fmt] = f"onnx2tf wrote no {produced.name}: {_tail(log.getvalue())}"
+    return TfliteBuild(files, seconds, _tail(log.getvalue()), missing)
+
+
+def _prepare_copy(src: Path, dst: Path, batch_size: int) -> None:
+    """A copy of the model with a fixed batch and plain I/O names (onnx2tf keys calibration by input name)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    initializers = {i.name for i in model.graph.initializer}
+    graph_input = next(i for i in model.graph.input if i.name not in initializers)
+    renames = {graph_input.name: TF_INPUT, model.graph.output[0].name: TF_OUTPUT}
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+        for i, name in enumerate(node.output):
+            if name in renames:
+                node.output[i] = renames[name]
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        if value.name in renames:
+            value.name = renames[value.name]
+    for value in (graph_input, model.graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        dims[0].ClearField("dim_param")
+        dims[0].dim_value = batch_size
+    onnx.save_model(model, str(dst), save_as_external_data=False)
+
+
+def _sample_images(calib_nchw: np.ndarray) -> np.ndarray:
+    """onnx2tf's 20x128x128x3 sample file, made from our own (normalized) images."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.asarray(calib_nchw, np.float32))
+    x = x[:, :3] if x.shape[1] >= 3 else x.expand(-1, 3, -1, -1)
+    x = x[torch.arange(20) % x.shape[0]]
+    x = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
+    return x.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
+
+
+@contextlib.contextmanager
+def _in_directory(path: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@contextlib.contextmanager
+def _offline_samples(work_dir: Path) -> Iterator[None]:
+    """Make onnx2tf's sample-image helper read our file only; it never downloads."""
+    import onnx2tf.onnx2tf as main_module
+    import onnx2tf.utils.common_functions as common
+
+    def local_only() -> np.ndarray:
+        path = work_dir / SAMPLE_FILE
+        if not path.is_file():
+            raise Onnx2TfError(f"{path} is missing and mobile-compress never downloads onnx2tf's sample images")
+        return np.load(path)
+
+    saved = (main_module.download_test_image_data, common.download_test_image_data)
+    main_module.download_test_image_data = local_only
+    common.download_test_image_data = local_only
+    try:
+        yield
+    finally:
+        main_module.download_test_image_data, common.download_test_image_data = saved
+
+
+@contextlib.contextmanager
+def _quiet(log: io.StringIO) -> Iterator[None]:
+    """onnx2tf and TensorFlow print a lot, from Python and from C++: keep it in ``log``, off the terminal.
+
+    Both the Python streams and file descriptors 1 and 2 are redirected (TensorFlow's
+    C++ logging writes to fd 2 directly); the text is kept for error messages.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            tf_logger.setLevel(level)
+            sink.seek(0)
+            log.write(sink.read().decode("utf-8", "replace"))
+
+
+def _tail(text: str, lines: int = 8) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
