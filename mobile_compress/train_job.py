@@ -53,13 +53,6 @@ class TrainJobResult:
     skipped_images: int  # undecodable files left out of training and validation
 
 
-def default_image_size(model: str, options: dict[str, Any]) -> int:
-    """32 for the small-input stem and the CIFAR teachers, the zoo's default otherwise."""
-    if options.get("small_input"):
-        return 32
-    return models.spec(model).default_input_size
-
-
 def check_image_size(size: int) -> None:
     if not 1 <= size <= MAX_IMAGE_SIZE:
         raise UserError(
@@ -78,7 +71,7 @@ def check_model_accepts(model: nn.Module, name: str, size: int) -> None:
     except RuntimeError as err:
         raise UserError(
             f"model '{name}' cannot take {size}x{size} images ({str(err).splitlines()[0]})",
-            hint="use a larger --image-size, or --small-input for 32x32 images",
+            hint=f"use a larger --image-size, or --small-input for {models.SMALL_INPUT_SIZE}x{models.SMALL_INPUT_SIZE} images",
         ) from None
     finally:
         model.train(was_training)
@@ -131,7 +124,7 @@ def choose_normalization(name: str | None, images, default: Normalization) -> No
 def run_train_job(job: TrainJob) -> TrainJobResult:
     if job.model not in models.names():
         models.spec(job.model)  # raises UnknownModelError with suggestions
-    size = job.image_size if job.image_size is not None else default_image_size(job.model, job.options)
+    size = job.image_size if job.image_size is not None else models.default_input_size(job.model, **job.options)
     check_image_size(size)
     opened = dict(image_size=size, cache_dir=job.cache_dir, seed=job.config.seed, storage_size=job.storage_size)
     train = open_dataset(job.data, split="train", train=True, **opened)

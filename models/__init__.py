@@ -18,13 +18,15 @@ from __future__ import annotations
 # Importing the architecture modules registers their builders.
 from . import cifar_resnet, mobilenet_v2, mobilenet_v3, resnet, shufflenet_v2, squeezenet  # noqa: F401
 from .layers import make_divisible
-from .registry import ModelOptionError, ModelSpec, UnknownModelError, create, names, spec
+from .registry import SMALL_INPUT_SIZE, ModelOptionError, ModelSpec, UnknownModelError, create, default_input_size, names, spec
 
 __all__ = [
+    "SMALL_INPUT_SIZE",
     "ModelOptionError",
     "ModelSpec",
     "UnknownModelError",
     "create",
+    "default_input_size",
     "make_divisible",
     "names",
     "spec",

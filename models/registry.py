@@ -26,6 +26,8 @@ __all__ = [
     "create",
     "names",
     "spec",
+    "default_input_size",
+    "SMALL_INPUT_SIZE",
 ]
 
 Builder = Callable[..., nn.Module]
@@ -186,6 +188,14 @@ def names() -> list[str]:
 def spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name``; raises :class:`UnknownModelError`."""
     return _entry(name).spec
+
+
+SMALL_INPUT_SIZE = 32  # what the small-input (CIFAR-style) stem is built for
+
+
+def default_input_size(name: str, **options: Any) -> int:
+    """The input size a model is meant for: 32 with the small-input stem, else its spec's."""
+    return SMALL_INPUT_SIZE if options.get("small_input") else spec(name).default_input_size
 
 
 def create(name: str, num_classes: int = 1000, **options: Any) -> nn.Module:

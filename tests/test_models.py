@@ -458,3 +458,11 @@ def test_models_package_imports_nothing_of_ours():
     for path in (REPO_ROOT / "models").glob("*.py"):
         text = path.read_text()
         assert "import mobile_compress" not in text and "from mobile_compress" not in text, path
+
+
+def test_default_input_size_follows_the_stem() -> None:
+    assert models.default_input_size("mobilenet_v2") == 224
+    assert models.default_input_size("mobilenet_v2", small_input=True) == models.SMALL_INPUT_SIZE == 32
+    assert models.default_input_size("resnet56") == 32
+    with pytest.raises(UnknownModelError):
+        models.default_input_size("mobilenetv2")

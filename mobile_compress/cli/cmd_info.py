@@ -31,7 +31,7 @@ def describe(args: argparse.Namespace) -> dict:
         options = model_options(args)
         model = models.create(args.target, num_classes=args.num_classes, **options)
         spec = models.spec(args.target)
-        size = args.input_size or (32 if options.get("small_input") else spec.default_input_size)
+        size = args.input_size or models.default_input_size(args.target, **options)
         info = {"kind": "zoo model", "arch": args.target, "family": spec.family, "options": options,
                 "num_classes": args.num_classes, "summary": spec.summary}
     stats = model_stats(model, size)

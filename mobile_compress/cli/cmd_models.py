@@ -8,9 +8,6 @@ import models
 from mobile_compress.counting import format_count, model_stats
 from mobile_compress.report import Column, format_table
 
-SMALL_INPUT = 32
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model zoo with parameters and MACs")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size used for the counts (default 1000)")
@@ -37,7 +34,7 @@ def zoo_table(num_classes: int = 1000) -> list[dict]:
         }
         if "small_input" in spec.options:
             small = models.create(name, num_classes=num_classes, small_input=True)
-            row["small_input_macs"] = model_stats(small, SMALL_INPUT).macs
+            row["small_input_macs"] = model_stats(small, models.SMALL_INPUT_SIZE).macs
         rows.append(row)
     return rows
 
