@@ -15,15 +15,14 @@ import argparse
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE, dataset_dir, outside_repo, update_section  # noqa: E402
+from train_throughput import steps_per_second  # noqa: E402
 
 import models  # noqa: E402
 from mobile_compress.counting import format_count, model_stats  # noqa: E402
@@ -50,19 +49,13 @@ PLANS = (
 
 
 def probe_images_per_sec(name: str, options: dict, batch: int, precision: str, steps: int = 8) -> float:
-    """Training steps per second on random 32×32 batches: the basis for the epoch plan."""
+    """Training throughput on random 32×32 batches: the basis for the epoch plan."""
     model = models.create(name, num_classes=10, **options).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-    for i in range(steps + 2):
-        if i == 2:
-            start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return steps * batch / (time.perf_counter() - start)
+    bf16 = precision == "bf16"
+    steps_per_second(model, opt, x, y, bf16, 2)  # warm-up
+    return batch * steps_per_second(model, opt, x, y, bf16, steps)
 
 
 def plan_epochs(budget_s: float, train_images: int, test_images: int, images_per_sec: float) -> int:

@@ -122,8 +122,7 @@ def choose_normalization(name: str | None, images, default: Normalization) -> No
 
 
 def run_train_job(job: TrainJob) -> TrainJobResult:
-    if job.model not in models.names():
-        models.spec(job.model)  # raises UnknownModelError with suggestions
+    models.spec(job.model)  # an unknown name fails here, with suggestions, before any data is read
     size = job.image_size if job.image_size is not None else models.default_input_size(job.model, **job.options)
     check_image_size(size)
     opened = dict(image_size=size, cache_dir=job.cache_dir, seed=job.config.seed, storage_size=job.storage_size)

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mobile_compress.data import (
-    CIFAR10, DIGITS, IMAGENET, DataError, DataWarning, ImageDataset, Normalization, compute_normalization,
+    CIFAR10, DIGITS, IMAGENET, DataError, DataWarning, Normalization, compute_normalization,
     eval_transform, open_dataset, train_transform,
 )
 from mobile_compress.data import builtin, cache, folder

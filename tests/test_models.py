@@ -14,7 +14,6 @@ import json
 import math
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest

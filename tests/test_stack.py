@@ -91,7 +91,15 @@ def test_tensorflow_tflite_and_both_interpreters_agree() -> None:
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_onnx2tf_and_adb_shell_import() -> None:
-    import onnx2tf  # noqa: F401
-    from adb_shell.adb_device import AdbDeviceTcp  # noqa: F401
-    from adb_shell.auth.keygen import keygen  # noqa: F401
+def test_onnx2tf_imports_and_adb_shell_makes_a_usable_key(tmp_path: Path) -> None:
+    import onnx2tf
+    from adb_shell.auth.keygen import keygen
+    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
+    assert callable(onnx2tf.convert)
+    key = tmp_path / "adbkey"
+    keygen(str(key))
+    public = (tmp_path / "adbkey.pub").read_text()
+    assert public.split()[0] and key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    signer = PythonRSASigner.FromRSAKeyPath(str(key))
+    assert len(signer.Sign(b"\x00" * 20)) == 256  # a 2048-bit RSA signature, as adbd expects
