@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from converters.config import Thresholds
+from mobile_compress.litert import dequantize, interpreter, quantize
 
 
 @dataclass
@@ -111,8 +112,6 @@ def run_onnx(path: Path, x_nchw: np.ndarray) -> np.ndarray:
 
 def run_tflite(path: Path, x_nchw: np.ndarray, layout: str) -> np.ndarray:
     """LiteRT interpreter (as on Android CPU), one image at a time; quantize in, dequantize out."""
-    from converters.tflite_inspect import interpreter
-
     interp = interpreter(path, delegates=True, num_threads=1)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
@@ -130,19 +129,3 @@ def run_tflite(path: Path, x_nchw: np.ndarray, layout: str) -> np.ndarray:
         y = dequantize(interp.get_tensor(out["index"]), out)
         results.append(y[: batch - pad] if pad else y)
     return np.concatenate(results).reshape(len(x), -1)
-
-
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mobile_compress.litert import interpreter
+
 # Ops that only move data between float I/O and the int8 graph (allowed at the model's edges).
 _EDGE_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
@@ -22,14 +24,6 @@ class FloatOp:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "float_tensors": self.float_tensors}
-
-
-def interpreter(path: Path | str, *, delegates: bool = True, num_threads: int | None = None) -> Any:
-    """A LiteRT interpreter; ``delegates=False`` keeps the graph as written (no XNNPACK rewrite)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return Interpreter(model_path=str(path), experimental_op_resolver_type=kind, num_threads=num_threads)
 
 
 def op_counts(path: Path | str) -> dict[str, int]:

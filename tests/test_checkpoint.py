@@ -106,7 +106,7 @@ def test_json_has_every_field(tmp_path):
     save_checkpoint(tmp_path / "ck", trained_net(), meta(input_size=(8, 12)))
     data = json.loads((tmp_path / "ck" / META_FILE).read_text())
     assert set(data) == {"format_version", "arch", "options", "num_classes", "input_size", "normalization",
-                         "labels", "metrics", "created", "mobile_compress_version", "extra"}
+                         "labels", "metrics", "transforms", "created", "mobile_compress_version", "extra"}
     assert data["format_version"] == 1 and data["input_size"] == [8, 12]
     assert read_meta(tmp_path / "ck").input_size == (8, 12)
 
@@ -511,3 +511,13 @@ def test_resume_with_augmenting_image_data_reaches_the_same_weights(tmp_path, zo
     resumed = run(tmp_path / "b", resume=True)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6, rtol=0), k
+
+
+def test_unknown_transform_kind_names_the_field(tmp_path, zoo):
+    save_checkpoint(tmp_path / "ck", trained_net(), meta())
+    path = tmp_path / "ck" / META_FILE
+    data = json.loads(path.read_text())
+    data["transforms"] = [{"kind": "origami"}]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"transforms\[0\]\.kind"):
+        load_checkpoint(tmp_path / "ck")

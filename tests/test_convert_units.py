@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from converters.config import FORMATS, ConvertConfig, Thresholds, parse_formats, parse_input_size
-from converters.parity import compare, dequantize, judge, quantize
+from converters.parity import compare, judge
+from mobile_compress.litert import dequantize, quantize
 from mobile_compress.errors import UserError
 
 

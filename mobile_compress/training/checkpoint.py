@@ -5,8 +5,10 @@ A checkpoint is a directory::
     weights.pt        torch.save(model.state_dict()): tensors only, readable with
                       torch.load(weights_only=True), so loading runs no foreign code
     checkpoint.json   what is needed to rebuild and use the model: zoo arch and
-                      options, class count and names, input size, normalisation,
-                      metrics, creation time, versions, free-form ``extra``
+                      options, structural edits (``transforms``: pruning, low-rank,
+                      QAT; see ``mobile_compress.structure``), class count and names,
+                      input size, normalisation, metrics, creation time, versions,
+                      free-form ``extra``
 
 Rebuilding goes through the model zoo (``models.create``), so a checkpoint stays
 loadable when the model code is refactored, as long as parameter names hold.
@@ -56,6 +58,7 @@ class CheckpointMeta:
     labels: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    transforms: list[dict[str, Any]] = field(default_factory=list)
     created: str = ""
     mobile_compress_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -69,6 +72,7 @@ class CheckpointMeta:
         self.labels = [str(x) for x in self.labels]
         self.metrics = dict(self.metrics)
         self.extra = dict(self.extra)
+        self.transforms = [dict(t) for t in self.transforms]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, in the order written to checkpoint.json."""
@@ -76,7 +80,7 @@ class CheckpointMeta:
         if isinstance(d["input_size"], tuple):
             d["input_size"] = list(d["input_size"])
         order = ("format_version", "arch", "options", "num_classes", "input_size", "normalization", "labels",
-                 "metrics", "created", "mobile_compress_version", "extra")
+                 "metrics", "transforms", "created", "mobile_compress_version", "extra")
         return {k: d[k] for k in order}
 
     @classmethod
@@ -106,6 +110,7 @@ class CheckpointMeta:
         _check(source, "input_size", values["input_size"], _valid_size, "an integer >= 1 or [height, width]")
         for name, kind, what in (("options", dict, "an object"), ("metrics", dict, "an object"),
                                  ("extra", dict, "an object"), ("labels", list, "a list of class names"),
+                                 ("transforms", list, "a list of structural edits"),
                                  ("created", str, "an ISO date string"),
                                  ("mobile_compress_version", str, "a version string")):
             if name in values:
@@ -304,7 +309,7 @@ def _build_model(meta: CheckpointMeta, meta_file: Path) -> nn.Module:
 
     unknown_error = getattr(models, "UnknownModelError", None)
     try:
-        return models.create(meta.arch, num_classes=meta.num_classes, **meta.options)
+        model = models.create(meta.arch, num_classes=meta.num_classes, **meta.options)
     except UserError as err:
         raise UserError(f"{meta_file}: cannot build arch '{meta.arch}' with options {meta.options}: {err.message}",
                         hint=err.hint or "check the 'arch' and 'options' fields") from None
@@ -315,6 +320,9 @@ def _build_model(meta: CheckpointMeta, meta_file: Path) -> nn.Module:
                                  f"({meta.mobile_compress_version or 'unknown'})") from None
         raise UserError(f"{meta_file}: cannot build arch '{meta.arch}' with options {meta.options}: {err}",
                         hint="check the 'options' field: only options the model family accepts") from None
+    from mobile_compress.structure import replay
+
+    return replay(model, meta.transforms, str(meta_file))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:

@@ -1,0 +1,99 @@
+"""The host's LiteRT interpreter: one place that loads a .tflite and times it.
+
+Converters (parity, latency tables), pruning (latency-driven allocation) and the virtual
+device's benchmark_model all run .tflite files on the host; they share this module so
+the interpreter options and the timing loop are defined once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def interpreter(path: Path | str, *, delegates: bool = True, num_threads: int | None = None) -> Any:
+    """A LiteRT interpreter; ``delegates=False`` keeps the graph as written (no XNNPACK rewrite)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_path=str(path), experimental_op_resolver_type=kind, num_threads=num_threads)
+
+
+def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Float input to the tensor's type (affine int8/uint8 or float)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Tensor output back to float32."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+@dataclass
+class HostTiming:
+    """Wall-clock timings of one .tflite on the host interpreter, in milliseconds."""
+
+    path: str
+    num_threads: int
+    xnnpack: bool
+    init_ms: float
+    first_ms: float
+    samples_ms: list[float] = field(default_factory=list)
+
+    @property
+    def mean_ms(self) -> float:
+        return float(np.mean(self.samples_ms))
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.samples_ms))
+
+    @property
+    def std_ms(self) -> float:
+        return float(np.std(self.samples_ms))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "num_threads": self.num_threads, "xnnpack": self.xnnpack,
+                "init_ms": self.init_ms, "first_ms": self.first_ms, "runs": len(self.samples_ms),
+                "mean_ms": self.mean_ms, "median_ms": self.median_ms, "std_ms": self.std_ms,
+                "min_ms": float(min(self.samples_ms)), "max_ms": float(max(self.samples_ms))}
+
+
+def time_model(path: Path | str, *, num_threads: int = 1, xnnpack: bool = True, warmup: int = 3,
+               runs: int = 20, min_seconds: float = 0.0, seed: int = 0) -> HostTiming:
+    """Time ``invoke()`` on random input: init, first run, then ``runs`` timed runs after ``warmup``.
+
+    ``min_seconds`` keeps running past ``runs`` until that much time is spent, as
+    benchmark_model's ``--min_secs`` does, so fast models get enough samples.
+    """
+    start = time.perf_counter()
+    interp = interpreter(path, delegates=xnnpack, num_threads=num_threads)
+    interp.allocate_tensors()
+    init_ms = (time.perf_counter() - start) * 1e3
+    rng = np.random.default_rng(seed)
+    for detail in interp.get_input_details():
+        shape = [int(s) if s > 0 else 1 for s in detail["shape"]]
+        interp.set_tensor(detail["index"], quantize(rng.standard_normal(shape).astype(np.float32), detail))
+    t = time.perf_counter()
+    interp.invoke()
+    first_ms = (time.perf_counter() - t) * 1e3
+    for _ in range(warmup):
+        interp.invoke()
+    samples: list[float] = []
+    begin = time.perf_counter()
+    while len(samples) < runs or time.perf_counter() - begin < min_seconds:
+        t = time.perf_counter()
+        interp.invoke()
+        samples.append((time.perf_counter() - t) * 1e3)
+    return HostTiming(str(path), num_threads, xnnpack, init_ms, first_ms, samples)
