@@ -59,6 +59,10 @@ def convert(config: ConvertConfig) -> ConvertReport:
     from converters.source import load_source
 
     config.validate()
+    from converters.qat_export import convert_quantized, is_quantized_checkpoint
+
+    if is_quantized_checkpoint(config.source):  # QAT/PTQ: the int8 .tflite gets the trained ranges
+        return convert_quantized(config)
     tflite_formats = tuple(f for f in config.formats if f in TFLITE_FORMATS)
     progress = Progress(5 + 2 * bool(tflite_formats), config.progress)
     out_dir = Path(config.out_dir).expanduser()
@@ -111,7 +115,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
             report.artifacts.append(art)
         if tflite_formats:
             report.artifacts.extend(_tflite_artifacts(config, tflite_formats, onnx_result, onnx_path, work, out_dir,
-                                                      samples, reference, progress))
+                                                      samples, reference, progress, report))
         with progress.step("report", f"writing {out_dir / REPORT_FILE}"):
             report.timings = dict(progress.timings)
             write_json(out_dir / REPORT_FILE, report.to_dict())
@@ -121,7 +125,8 @@ def convert(config: ConvertConfig) -> ConvertReport:
 
 
 def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_result, onnx_path: Path, work: Path,
-                      out_dir: Path, samples, reference, progress: Progress) -> list[ArtifactReport]:
+                      out_dir: Path, samples, reference, progress: Progress,
+                      report: ConvertReport) -> list[ArtifactReport]:
     from converters import parity
     from converters.onnx2tf_runner import Onnx2TfError, build_tflite
     from converters.tflite_inspect import float_fallback, interpreter, op_counts
@@ -142,6 +147,8 @@ def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_resu
                 art.error = str(err)
     if build is None:
         return list(arts.values())
+    progress.timings.update({f"tflite_{step}": s for step, s in build.seconds.items()})
+    report.graph_rewrites = build.rewrites
     with progress.step("parity", f"checking {len(formats)} TFLite artifact(s) on {len(samples.parity)} images"):
         for fmt, art in arts.items():
             if fmt not in build.files:

@@ -1,8 +1,9 @@
 """The one place that drives onnx2tf (ONNX -> TensorFlow -> TFLite).
 
-One onnx2tf call writes every TFLite flavour we need: it always writes fp32 and
-fp16 (float32 I/O, fp16 weights), plus dynamic-range and full-integer int8 when
-asked, so TensorFlow traces the model once. onnx2tf has three habits we contain:
+onnx2tf translates the ONNX graph to a Keras model once; ``tflite_convert`` then
+writes each TFLite flavour we were asked for from that model (onnx2tf's own output
+stage would save SavedModels and calibrate variants we do not use, four times slower).
+onnx2tf has three habits we contain:
 
 * it rewrites the .onnx it is given (onnxsim, op renaming), so it gets a copy;
 * it downloads MS-COCO sample images for any 3-channel image input, unless
@@ -12,9 +13,7 @@ asked, so TensorFlow traces the model once. onnx2tf has three habits we contain:
   reader, so it can never reach the network;
 * it calls ``sys.exit`` on errors, which we turn into ``Onnx2TfError``.
 
-Calibration goes through ``-cind`` (custom_input_op_name_np_data_path) as images
-that are already normalized like training, with mean 0 and std 1 (onnx2tf computes
-``(x - mean) / std``), in the TFLite input layout.
+Calibration images are already normalized like training and in the TFLite input layout.
 """
 from __future__ import annotations
 
@@ -35,9 +34,7 @@ SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 TF_INPUT = "input"
 TF_OUTPUT = "output"
 # onnx2tf file suffixes for our format names (the int8 artifact is its full-integer model)
-SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic": "_dynamic_range_quant.tflite",
-          "int8": "_full_integer_quant.tflite"}
-_IO_DTYPE = {"int8": "int8", "uint8": "uint8", "float": "float32"}
+TFLITE_FLAVOURS = ("fp32", "fp16", "dynamic", "int8")
 
 
 class Onnx2TfError(RuntimeError):
@@ -46,12 +43,13 @@ class Onnx2TfError(RuntimeError):
 
 @dataclass
 class TfliteBuild:
-    """The .tflite files onnx2tf wrote (by our format name) and how long it took."""
+    """The .tflite files written (by our format name), the seconds each step took, and what failed."""
 
     files: dict[str, Path]
-    seconds: float
+    seconds: dict[str, float]
     log_tail: str = ""
     missing: dict[str, str] = field(default_factory=dict)
+    rewrites: dict[str, int] = field(default_factory=dict)
 
 
 def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], calib_nchw: np.ndarray, *,
@@ -61,10 +59,12 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
     ``calib_nchw``: normalized float32 images (N, C, H, W) for int8 calibration and for
     onnx2tf's own test inference.
     """
-    wanted = [f for f in formats if f in SUFFIX]
+    from converters import tflite_convert
+
+    wanted = [f for f in formats if f in TFLITE_FLAVOURS]
     work_dir.mkdir(parents=True, exist_ok=True)
     model_copy = work_dir / "model.onnx"
-    _prepare_copy(onnx_path, model_copy, batch_size)
+    rewrites = _prepare_copy(onnx_path, model_copy, batch_size)
     nhwc = layout == "nhwc"
     calib = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1) if nhwc else calib_nchw, dtype=np.float32)
     np.save(work_dir / "calib.npy", calib)
@@ -73,44 +73,57 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
     kwargs: dict[str, Any] = dict(
         input_onnx_file_path=str(model_copy),
         output_folder_path=str(work_dir / "tf"),
-        output_dynamic_range_quantized_tflite="dynamic" in wanted,
-        output_integer_quantized_tflite="int8" in wanted,
         custom_input_op_name_np_data_path=[[TF_INPUT, str(work_dir / "calib.npy"), zero, zero + 1]],
-        input_quant_dtype=_IO_DTYPE[int8_io],
-        output_quant_dtype=_IO_DTYPE[int8_io],
         not_use_onnxsim=True,  # the ONNX artifact is simplified already
         keep_ncw_or_nchw_or_ncdhw_input_names=[TF_INPUT] if not nhwc else None,
+        disable_model_save=True,  # we only want the Keras model; tflite_convert writes the files
         non_verbose=True,
         verbosity="error",
     )
-    start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    files: dict[str, Path] = {}
+    missing: dict[str, str] = {}
     log = io.StringIO()
     with _quiet(log), _in_directory(work_dir), _offline_samples(work_dir):
         import onnx2tf
 
-        failure = None
+        failure, model = None, None
+        start = time.perf_counter()
         try:
-            onnx2tf.convert(**kwargs)
+            model = onnx2tf.convert(**kwargs)
         except SystemExit as exit_:
             failure = f"onnx2tf stopped (exit {exit_.code})"
         except Exception as err:  # noqa: BLE001 - any onnx2tf/TensorFlow crash is a failed conversion
             failure = f"onnx2tf failed: {type(err).__name__}: {err}"
+        seconds["onnx2tf"] = time.perf_counter() - start
+        if failure is None:
+            function = tflite_convert.concrete_function(model)
+            for fmt in wanted:
+                start = time.perf_counter()
+                try:
+                    data = tflite_convert.convert(model, function, fmt, calib, int8_io)
+                except Exception as err:  # noqa: BLE001 - one failed flavour is recorded, the others go on
+                    missing[fmt] = f"TFLite converter failed for {fmt}: {type(err).__name__}: {_last_line(err)}"
+                else:
+                    files[fmt] = work_dir / f"model_{fmt}.tflite"
+                    files[fmt].write_bytes(data)
+                seconds[fmt] = time.perf_counter() - start
     if failure is not None:
         raise Onnx2TfError(f"{failure}: {_tail(log.getvalue())}")
-    seconds = time.perf_counter() - start
-    files, missing = {}, {}
-    for fmt in wanted:
-        produced = work_dir / "tf" / f"model{SUFFIX[fmt]}"
-        if produced.is_file():
-            files[fmt] = produced
-        else:
-            missing[fmt] = f"onnx2tf wrote no {produced.name}: {_tail(log.getvalue())}"
-    return TfliteBuild(files, seconds, _tail(log.getvalue()), missing)
+    return TfliteBuild(files, seconds, _tail(log.getvalue()), missing, rewrites)
 
 
-def _prepare_copy(src: Path, dst: Path, batch_size: int) -> None:
-    """A copy of the model with a fixed batch and plain I/O names (onnx2tf keys calibration by input name)."""
+def _last_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _prepare_copy(src: Path, dst: Path, batch_size: int) -> dict[str, int]:
+    """A copy of the model with a fixed batch, plain I/O names (onnx2tf keys calibration by input name)
+    and XNNPACK-friendly activations (``onnx_rewrite``)."""
     import onnx
+
+    from converters.onnx_rewrite import channel_pads_to_conv, decompose_hard_activations, maxpool_pads_to_zero_pads
 
     model = onnx.load(str(src))
     initializers = {i.name for i in model.graph.initializer}
@@ -130,7 +143,11 @@ def _prepare_copy(src: Path, dst: Path, batch_size: int) -> None:
         dims = value.type.tensor_type.shape.dim
         dims[0].ClearField("dim_param")
         dims[0].dim_value = batch_size
+    rewrites = decompose_hard_activations(model)
+    rewrites["channel Pad"] = channel_pads_to_conv(model)
+    rewrites["MaxPool padding"] = maxpool_pads_to_zero_pads(model)
     onnx.save_model(model, str(dst), save_as_external_data=False)
+    return {k: v for k, v in rewrites.items() if v}
 
 
 def _sample_images(calib_nchw: np.ndarray) -> np.ndarray:

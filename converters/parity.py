@@ -6,6 +6,7 @@ the tensors' own scale and zero point, so every figure is in logit units.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,11 @@ def run_onnx(path: Path, x_nchw: np.ndarray) -> np.ndarray:
 
 
 def run_tflite(path: Path, x_nchw: np.ndarray, layout: str) -> np.ndarray:
-    """LiteRT interpreter (as on Android CPU), one image at a time; quantize in, dequantize out."""
-    interp = interpreter(path, delegates=True, num_threads=1)
+    """LiteRT interpreter (as on Android CPU), one image at a time; quantize in, dequantize out.
+
+    It uses every core (up to 4): XNNPACK's results do not depend on the thread count.
+    """
+    interp = interpreter(path, delegates=True, num_threads=min(4, os.cpu_count() or 1))
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]

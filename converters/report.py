@@ -57,6 +57,7 @@ class ConvertReport:
     artifacts: list[ArtifactReport] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    graph_rewrites: dict[str, int] = field(default_factory=dict)  # what onnx_rewrite changed before onnx2tf
 
     @property
     def passed(self) -> bool:
@@ -82,6 +83,7 @@ class ConvertReport:
             "data": self.data, "normalization": self.normalization, "calib_samples": self.calib_samples,
             "parity_samples": self.parity_samples, "thresholds": self.thresholds,
             "artifacts": [a.to_dict() for a in self.artifacts], "problems": self.problems,
+            "graph_rewrites": self.graph_rewrites,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "versions": self.versions,
         }
 

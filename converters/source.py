@@ -78,9 +78,9 @@ def load_source(src: str | os.PathLike, input_size: tuple[int, int] | None = Non
     return source
 
 
-def _named_normalization(name: str | None) -> Normalization | None:
-    if name is None:
-        return None
+def _named_normalization(name: str | Normalization | None) -> Normalization | None:
+    if name is None or isinstance(name, Normalization):  # an explicit mean/std (export-app's folded input)
+        return name
     if name not in NAMED:
         raise UserError(f"unknown normalization {name!r}", hint=f"choose from {', '.join(NAMED)}")
     return NAMED[name]

@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 
 
-def interpreter(path: Path | str, *, delegates: bool = True, num_threads: int | None = None) -> Any:
-    """A LiteRT interpreter; ``delegates=False`` keeps the graph as written (no XNNPACK rewrite)."""
+def interpreter(path: Path | str, *, delegates: bool = True, num_threads: int | None = None,
+                preserve_all_tensors: bool = False) -> Any:
+    """A LiteRT interpreter; ``delegates=False`` keeps the graph as written (no XNNPACK rewrite);
+    ``preserve_all_tensors`` keeps intermediate tensors readable after ``invoke`` (for tensor-level checks)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return Interpreter(model_path=str(path), experimental_op_resolver_type=kind, num_threads=num_threads)
+    return Interpreter(model_path=str(path), experimental_op_resolver_type=kind, num_threads=num_threads,
+                       experimental_preserve_all_tensors=preserve_all_tensors)
 
 
 def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -19,7 +19,7 @@ import models
 from mobile_compress.data import Normalization, compute_normalization, open_dataset
 from mobile_compress.data.normalization import NAMED as NAMED_NORMALIZATIONS
 from mobile_compress.errors import UserError
-from mobile_compress.training import CheckpointMeta, TrainConfig, Trainer, TrainResult
+from mobile_compress.training import CheckpointMeta, Hook, TrainConfig, Trainer, TrainResult
 from mobile_compress.training.checkpoint import read_weights
 
 MAX_IMAGE_SIZE = 1024
@@ -39,7 +39,10 @@ class TrainJob:
     resume: bool = False
     cache_dir: str | None = None
     storage_size: int | None = None  # explicit resize of stored images (e.g. 8-px images to 32)
-    normalization: str | None = None  # a name in data.normalization.NAMED, "auto" (from the training images), or the data's default
+    normalization: str | Normalization | None = None  # a name in data.normalization.NAMED, "auto" (from the training images), a Normalization (e.g. a teacher's), or the data's default
+    hooks: list[Hook] = field(default_factory=list)  # compression stages (distillation, QAT, pruning) for the Trainer
+    augment: bool = True  # random crops/flips on the training images
+    extra: dict[str, Any] = field(default_factory=dict)  # more checkpoint metadata (e.g. the teacher of a distillation)
 
 
 @dataclass
@@ -113,6 +116,8 @@ def choose_normalization(name: str | None, images, default: Normalization) -> No
     """The mean/std the model is trained with (and which the checkpoint carries to the phone)."""
     if name is None:
         return default
+    if isinstance(name, Normalization):
+        return name
     if name == "auto":
         return compute_normalization(images)
     if name not in NAMED_NORMALIZATIONS:
@@ -126,10 +131,10 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
     size = job.image_size if job.image_size is not None else models.default_input_size(job.model, **job.options)
     check_image_size(size)
     opened = dict(image_size=size, cache_dir=job.cache_dir, seed=job.config.seed, storage_size=job.storage_size)
-    train = open_dataset(job.data, split="train", train=True, **opened)
+    train = open_dataset(job.data, split="train", train=job.augment, **opened)
     norm = choose_normalization(job.normalization, train.images, train.normalization)
     if norm != train.normalization:
-        train = open_dataset(job.data, split="train", train=True, normalization=norm, **opened)
+        train = open_dataset(job.data, split="train", train=job.augment, normalization=norm, **opened)
     val = open_dataset(job.data, split="test", train=False, normalization=norm, **opened)
     num_classes = len(train.classes)
     model = models.create(job.model, num_classes=num_classes, **job.options)
@@ -146,9 +151,9 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
         normalization=norm.to_dict(),
         labels=list(train.classes),
         extra={"data": os.path.abspath(job.data) if os.path.exists(job.data) else job.data,
-               "skipped_images": [path for path, _ in [*train.skipped, *val.skipped]]},
+               "skipped_images": [path for path, _ in [*train.skipped, *val.skipped]], **job.extra},
     )
-    trainer = Trainer(model, job.config, train, val, out_dir=job.out_dir, meta=meta)
+    trainer = Trainer(model, job.config, train, val, hooks=job.hooks, out_dir=job.out_dir, meta=meta)
     result = trainer.fit(resume=job.resume)
     return TrainJobResult(
         checkpoint=Path(job.out_dir) / "best",

@@ -302,8 +302,6 @@ def test_digits_normalization_constant_is_its_train_statistics() -> None:
 def test_builtin_errors_and_explicit_resize() -> None:
     with pytest.raises(DataError, match="unknown built-in dataset 'mnist'"):
         open_dataset("builtin:mnist")
-    with pytest.raises(DataError, match="smaller than the requested image size 64"):
-        open_dataset("builtin", image_size=64)
     big = open_dataset("builtin", image_size=64, storage_size=64, split="test")
     assert big.images.shape[1:] == (64, 64, 3) and big[0][0].shape == (3, 64, 64)
 
@@ -716,3 +714,11 @@ def test_cifar10_cache_and_loader(cifar10_root: Path, tmp_path: Path) -> None:
             break
     assert x.shape[1:] == (3, 32, 32)
     print(f"\ncifar10: first open {first:.1f}s, cached {second:.2f}s")
+
+
+def test_builtin_renders_at_a_large_requested_size():
+    ds = open_dataset("builtin", "test", image_size=224, train=False)
+    image, _ = ds[0]
+    assert tuple(image.shape) == (3, 224, 224)
+    small = open_dataset("builtin", "test", image_size=32, train=False)
+    assert len(ds) == len(small) and list(ds.labels) == list(small.labels)

@@ -549,3 +549,17 @@ def test_evaluate_runs_where_the_model_is_by_default():
     assert res.n == 40
     with pytest.raises(UserError, match="empty"):
         evaluate(model, TensorDataset(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)))
+
+
+def test_batchnorm_recalibration_matches_data_statistics():
+    from mobile_compress.training.bn_recalibration import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4))
+    x = torch.randn(64, 3, 5, 5) * 3 + 2
+    weight_before = net[0].weight.clone()
+    assert recalibrate_batchnorm(net, x.split(16)) == 1
+    y = net[0](x)
+    assert torch.allclose(net[1].running_mean, y.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(net[1].running_var, y.var((0, 2, 3)), rtol=0.1)
+    assert torch.equal(net[0].weight, weight_before) and not net.training

@@ -1,5 +1,12 @@
-"""ADB transports behind one interface (``Transport``)."""
-from android_harness.transport.base import (DeviceStorageFullError, DeviceUnauthorizedError, ShellResult, Transport,
-                                            TransportError, quote)
+"""ADB transports behind one interface (``Transport``); ``connect`` picks one, ``list_devices`` shows what is attached.
 
-__all__ = ["Transport", "ShellResult", "TransportError", "DeviceUnauthorizedError", "DeviceStorageFullError", "quote"]
+Names exported here are the stable API for the profiler.
+"""
+from android_harness.transport.base import (CommandTimeoutError, DeviceDisconnectedError, DeviceNotFoundError,
+                                            DeviceStorageFullError, DeviceUnauthorizedError, ShellResult, Transport,
+                                            TransportError, quote)
+from android_harness.transport.select import KINDS, AttachedDevice, connect, list_devices
+
+__all__ = ["Transport", "ShellResult", "TransportError", "DeviceUnauthorizedError", "DeviceStorageFullError",
+           "DeviceNotFoundError", "DeviceDisconnectedError", "CommandTimeoutError", "quote", "connect",
+           "list_devices", "AttachedDevice", "KINDS"]

@@ -23,6 +23,18 @@ class DeviceStorageFullError(TransportError):
     """A push failed because the device has no space left."""
 
 
+class DeviceNotFoundError(TransportError):
+    """No device with that serial (or no device at all) is attached."""
+
+
+class DeviceDisconnectedError(TransportError):
+    """The connection dropped mid-command; ``reconnect()`` may bring it back, the command's output is lost."""
+
+
+class CommandTimeoutError(TransportError):
+    """A shell command ran past its timeout; the transport killed it and is ready for the next command."""
+
+
 @dataclass
 class ShellResult:
     """What a shell command printed and its exit status (None where the transport cannot tell)."""
@@ -50,6 +62,9 @@ class Transport(Protocol):
 
     def pull(self, remote: str, local: Path | str) -> None:
         """Copy a device file to the host."""
+
+    def reconnect(self) -> None:
+        """Drop the link and open it again (after a DeviceDisconnectedError); raises TransportError if it cannot."""
 
     def close(self) -> None:
         """Release the connection."""

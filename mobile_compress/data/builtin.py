@@ -1,7 +1,8 @@
 """The built-in ``digits`` dataset: real images that need no download.
 
 scikit-learn ships 1,797 real 8x8 handwritten digits (UCI optdigits, 10 classes) in
-its wheel. They are upscaled to 32x32 with Pillow (bicubic), copied to R, G and B,
+its wheel. They are upscaled to 32x32 with Pillow (bicubic), or straight from 8x8 to a
+larger requested size (so 224-pixel models can calibrate and be checked offline), copied to R, G and B,
 and split once, stratified 80/20 with a fixed seed, so every run everywhere sees the
 same train and test images. Its normalization is ``normalization.DIGITS``.
 """
@@ -61,25 +62,28 @@ def upscale_digits(raw: np.ndarray, size: int = DIGITS_SIZE) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=1)
-def load_digits_all() -> BuiltinData:
-    """All 1,797 digits, upscaled (computed once per process, ~0.1 s)."""
+@lru_cache(maxsize=2)
+def load_digits_all(size: int = DIGITS_SIZE) -> BuiltinData:
+    """All 1,797 digits, upscaled to ``size`` (computed once per process and size, ~0.1 s at 32)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    images = upscale_digits(d.images)
+    images = upscale_digits(d.images, size)
     images.setflags(write=False)
     labels = d.target.astype(np.int64)
     labels.setflags(write=False)
     return BuiltinData(images, labels, [str(i) for i in range(10)])
 
 
-def load_builtin(name: str, split: str) -> BuiltinData:
-    """Split ``train``, ``test`` (``val`` is the same images) or ``all`` of the built-in dataset ``name``."""
+def load_builtin(name: str, split: str, size: int = DIGITS_SIZE) -> BuiltinData:
+    """Split ``train``, ``test`` (``val`` is the same images) or ``all`` of the built-in dataset ``name``.
+
+    ``size`` above 32 renders the digits at that size from their 8x8 originals; smaller sizes give 32.
+    """
     if name not in NAMES:
         raise DataError(f"unknown built-in dataset '{name}'",
                         hint=f"available: {', '.join('builtin:' + n for n in NAMES)} (or just 'builtin')")
-    data = load_digits_all()
+    data = load_digits_all(max(size, DIGITS_SIZE))
     if split == "all":
         return data
     train_idx, test_idx = stratified_split(data.labels, DIGITS_TEST_FRACTION)

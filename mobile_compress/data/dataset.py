@@ -185,7 +185,7 @@ def open_dataset(source: str | os.PathLike[str], split: str = "train", image_siz
 
     if src == "builtin" or src.startswith("builtin:"):
         name = src.partition(":")[2] or "digits"
-        data = load_builtin(name, split)
+        data = load_builtin(name, split, max(image_size or 0, storage_size or 0))
         images, image_size = _fit_array(data.images, src, image_size, storage_size)
         labels, classes = data.labels, data.classes
         default_norm = DIGITS

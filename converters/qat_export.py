@@ -1,0 +1,431 @@
+"""A quantized (QAT or PTQ) checkpoint to an int8 .tflite that computes what its fake-quant model computes.
+
+The route, chosen because onnx2tf drops QuantizeLinear/DequantizeLinear pairs (it
+converts them to identities, so a QDQ ONNX loses its scales), and because TFLite's
+calibration cannot be steered to reproduce learned ranges:
+
+1. the fake-quant model's *deployed* float graph (BatchNorm folded, weights already on
+   the per-channel int8 grid, no fake-quant) is exported to ONNX and converted to a
+   full-integer .tflite by the usual onnx2tf run; TFLite's own per-channel weight
+   quantization then gives back exactly the trained int8 weights;
+2. each conv/FC op of the .tflite is identified with its PyTorch layer by its int8 weights;
+   its output (and a concatenation it feeds) gets that layer's trained (scale, zero point)
+   and its int32 bias is set to the trained one; the remaining int8 activations (input,
+   adds, muls, means, hardswish pieces) are matched to the fake-quant point they hold by
+   running both on the same images (same size, NHWC/NCHW aside, values within
+   quantization noise), round after round as upstream tensors get their scales; ops that
+   must keep their input's scale (pooling, padding, reshapes, splits) and concatenations
+   (one scale for inputs and output) pass it on;
+3. the result is checked like any artifact: parity against the fake-quant model, float
+   fallback, and a tensor table (how many activations carry a trained scale, weight
+   scales against the trained ones).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.config import ConvertConfig
+from converters.report import ArtifactReport, ConvertReport
+from converters.tflite_requantize import SAME_SCALE_OPS, WEIGHTED_OPS, TfliteModel
+from mobile_compress.errors import UserError
+
+QAT_FORMATS = ("onnx", "int8")
+MATCH_TOLERANCE = 0.5  # relative RMS difference below which a tensor is the fake-quant output it resembles
+PROBE_IMAGES = 8
+MAX_ROUNDS = 8  # rounds of matching by value
+
+
+def is_quantized_checkpoint(source: str) -> bool:
+    """True for a checkpoint whose checkpoint.json records a 'qat' transform (QAT or PTQ)."""
+    from mobile_compress.training.checkpoint import META_FILE, read_meta
+
+    path = Path(source).expanduser()
+    if not (path / META_FILE).is_file() and path.name not in (META_FILE, "weights.pt"):
+        return False
+    try:
+        return any(t.get("kind") == "qat" for t in read_meta(path).transforms)
+    except UserError:
+        return False
+
+
+@dataclass
+class RangeTransfer:
+    """How the trained int8 parameters went into the .tflite."""
+
+    activations: int = 0  # int8 activation tensors in the file
+    matched: int = 0  # given a trained scale: by the layer's weights, by value, or through a same-scale op
+    unmapped: list[str] = field(default_factory=list)  # keep TFLite's calibrated scale
+    conflicts: list[str] = field(default_factory=list)  # same-scale ops whose input and output now differ
+    biases_rescaled: int = 0
+    weight_layers_checked: int = 0
+    weight_scale_max_rel_diff: float = 0.0
+    quantizers: int = 0  # fake-quant points in the model
+    quantizers_used: int = 0  # of which found in the .tflite
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: np.ndarray,
+                    layout: str = "nhwc") -> RangeTransfer:
+    """Write ``qmodel``'s activation ranges (and int32 biases) into ``tflite_in``, saved as ``tflite_out``.
+
+    First by structure: each conv/FC op is the layer whose int8 weights it holds, so its
+    output and the concatenations it feeds get that layer's quantizer. Then, on the file
+    so corrected, by value for the rest (input, adds, muls, means, hardswish, ...).
+    """
+    from mobile_compress.quantization import activation_ranges
+    from mobile_compress.quantization.deploy import concat_quantizer_layers, deployed_layers, quantizer_layers
+
+    model = TfliteModel(tflite_in)
+    ranges = activation_ranges(qmodel)
+    acts = model.activations()
+    act_ids = {t.index for t in acts}
+    report = RangeTransfer(activations=len(acts), quantizers=len(ranges))
+    layers = deployed_layers(qmodel)
+    op_layer = _layers_of_ops(model, layers)
+    quantizer_after = {layer: q for q, layer in quantizer_layers(qmodel).items()}
+    assigned: dict[int, tuple[float, int]] = {}
+    used: set[str] = set()
+    layer_output = {}
+    for op in model.ops:
+        layer = op_layer.get(op.index)
+        if layer is None or not op.outputs:
+            continue
+        layer_output[layer] = op.outputs[0]
+        if layer in quantizer_after:
+            assigned[op.outputs[0]] = ranges[quantizer_after[layer]]
+            used.add(quantizer_after[layer])
+    producers, consumers = model.producers(), model.consumers()
+    for q, feeders in concat_quantizer_layers(qmodel).items():
+        for layer in feeders:
+            for op in consumers.get(layer_output.get(layer, -1), []):
+                if op.name == "CONCATENATION" and op.outputs[0] not in assigned:
+                    assigned[op.outputs[0]] = ranges[q]
+                    used.add(q)
+    _propagate(model, assigned, act_ids, producers, consumers)
+    _write(model, assigned, layers, op_layer)
+
+    # by value, on the file whose convs now carry the trained scales; again after each round of matches,
+    # since a tensor deep in the graph only agrees with its fake-quant twin once the ones before it do
+    from mobile_compress.quantization.deploy import quantizer_of
+
+    for _ in range(MAX_ROUNDS):
+        pending = [t for t in acts if t.index not in assigned]
+        if not pending:
+            break
+        with tempfile.TemporaryDirectory(prefix="mobile-compress-ranges-") as tmp:
+            staged = model.save(Path(tmp) / "staged.tflite")
+            tfl_values, sim_values = _probe(staged, qmodel, pending, probe_nchw, layout)
+        found = _match_by_value(tfl_values, sim_values)
+        if not found:
+            break
+        for index, name in found.items():
+            assigned[index] = ranges[quantizer_of(name)]
+            used.add(quantizer_of(name))
+        _propagate(model, assigned, act_ids, producers, consumers)
+        _write(model, assigned, layers, op_layer)
+    report.matched = len(assigned)
+    report.quantizers_used = len(used)
+    report.biases_rescaled = _write(model, assigned, layers, op_layer)
+    report.unmapped = [f"{t.name} {list(t.shape)}" for t in acts if t.index not in assigned]
+    for op in model.ops:
+        if op.name in SAME_SCALE_OPS | {"CONCATENATION"}:
+            outs = [model.tensors[t] for t in op.outputs if t in act_ids]
+            ins = [model.tensors[t] for t in (op.inputs if op.name == "CONCATENATION" else op.inputs[:1])
+                   if t in act_ids]
+            for a in ins:
+                for b in outs:
+                    if not (np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point)):
+                        report.conflicts.append(f"{op.name} #{op.index}: {a.name} {a.scale} vs {b.name} {b.scale}")
+    # weights: TFLite quantized the trained (grid) weights itself; its scales must be the trained ones
+    worst = 0.0
+    for op_index, layer in op_layer.items():
+        file_scales = model.tensors[model.ops[op_index].inputs[1]].scale
+        want = _weight_scales(layers[layer][0])
+        worst = max(worst, float(np.max(np.abs(file_scales - want) / np.maximum(want, 1e-12)))
+                    if file_scales.shape == want.shape else float("inf"))
+    report.weight_layers_checked = len(op_layer)
+    report.weight_scale_max_rel_diff = worst
+    model.save(tflite_out)
+    return report
+
+
+def _match_by_value(tfl_values: dict[int, np.ndarray], sim_values: dict[str, np.ndarray]) -> dict[int, str]:
+    """Tensor index -> the fake-quant output it equals (same size, values within quantization noise)."""
+    by_size: dict[int, list[str]] = {}  # compared flat, in NHWC order: (N, C) and (N, 1, 1, C) are the same values
+    for name, value in sim_values.items():
+        by_size.setdefault(value[0].size, []).append(name)
+    found = {}
+    for index, value in tfl_values.items():
+        value = value.reshape(len(value), -1)
+        best, best_err = None, MATCH_TOLERANCE
+        for name in by_size.get(value.shape[1], []):
+            ref = sim_values[name].reshape(len(value), -1)
+            err = float(np.sqrt(np.mean((value - ref) ** 2)) / (np.sqrt(np.mean(ref ** 2)) + 1e-12))
+            if err < best_err:
+                best, best_err = name, err
+        if best is not None:
+            found[index] = best
+    return found
+
+
+def _weight_scales(weight: np.ndarray) -> np.ndarray:
+    import torch
+
+    from mobile_compress.quantization.scheme import weight_scales
+
+    return weight_scales(torch.from_numpy(weight)).numpy()
+
+
+def _tflite_layout(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A PyTorch conv/linear weight in TFLite's layout: OHWI for convs, 1HWO for depthwise, OI for FC."""
+    if weight.ndim == 2:
+        return weight
+    if groups > 1 and groups == weight.shape[0] and weight.shape[1] == 1:
+        return weight.transpose(1, 2, 3, 0)
+    return weight.transpose(0, 2, 3, 1)
+
+
+def _layers_of_ops(model: TfliteModel, layers: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> dict[int, str]:
+    """Conv/FC op index -> the fused layer whose int8 weights it holds (compared after dequantization)."""
+    candidates: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+    for name, (weight, _, groups) in layers.items():
+        w = _tflite_layout(weight, groups)
+        candidates.setdefault(w.shape, []).append((name, w))
+    found: dict[int, str] = {}
+    taken: set[str] = set()
+    for op in model.ops:
+        if op.name not in WEIGHTED_OPS or len(op.inputs) < 2:
+            continue
+        t = model.tensors[op.inputs[1]]
+        if t.dtype != "INT8" or not t.constant or not len(t.scale):
+            continue
+        q = model.buffer(t.index).view(np.int8).reshape(t.shape).astype(np.float32)
+        axis_shape = [1] * q.ndim
+        axis_shape[0 if op.name != "DEPTHWISE_CONV_2D" else -1] = -1
+        value = q * t.scale.reshape(axis_shape) if len(t.scale) > 1 else q * t.scale[0]
+        for name, w in candidates.get(tuple(t.shape), []):
+            if name not in taken and np.allclose(value, w, rtol=0, atol=1e-6 * max(float(np.abs(w).max()), 1e-12)):
+                found[op.index] = name
+                taken.add(name)
+                break
+    return found
+
+
+def _propagate(model: TfliteModel, assigned: dict[int, tuple[float, int]], act_ids: set[int],
+               producers: dict, consumers: dict) -> None:
+    """Tensors joined by same-scale ops and concatenations get one scale: a concatenation's, else the first's.
+
+    TFLite's int8 kernels for pooling, padding, reshapes, splits and concatenations need
+    their inputs and outputs on one scale; the simulation ties them the same way, so the
+    group takes the scale of its concatenation output (set by structure) when it has one.
+    """
+    parent = {t: t for t in act_ids}
+
+    def root(t: int) -> int:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    concat_outputs = set()
+    for op in model.ops:
+        if op.name == "CONCATENATION":
+            members = [t for t in op.inputs + op.outputs if t in act_ids]
+            concat_outputs.update(t for t in op.outputs if t in act_ids)
+        elif op.name in SAME_SCALE_OPS:
+            members = [t for t in op.inputs[:1] + op.outputs if t in act_ids]
+        else:
+            continue
+        for t in members[1:]:
+            parent[root(t)] = root(members[0])
+    order = {t: i for i, op in enumerate(model.ops) for t in op.outputs}
+    groups: dict[int, list[int]] = {}
+    for t in act_ids:
+        groups.setdefault(root(t), []).append(t)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        known = sorted((t for t in members if t in assigned), key=lambda t: (t not in concat_outputs, order.get(t, -1)))
+        if known:
+            for t in members:
+                assigned[t] = assigned[known[0]]
+
+
+def _write(model: TfliteModel, assigned: dict[int, tuple[float, int]], layers: dict, op_layer: dict[int, str]) -> int:
+    """Scales into the file; pad constants follow their input; biases are the trained int32 ones."""
+    for index, (scale, zero) in assigned.items():
+        model.set_activation(index, scale, zero)
+    for op in model.ops:
+        if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[0] in assigned:
+            model.set_constant_like(op.inputs[2], op.inputs[0])
+    biases = {op_index: layers[layer][1] for op_index, layer in op_layer.items()}
+    return model.rescale_biases(biases)
+
+
+def _probe(path: Path, qmodel: Any, tensors: list, probe_nchw: np.ndarray, layout: str
+           ) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:
+    """Dequantized values of ``tensors`` in the .tflite and of every fake-quant point, on the same images."""
+    import torch
+
+    from mobile_compress.litert import dequantize, interpreter, quantize
+    from mobile_compress.quantization import quantized_activations
+
+    model = TfliteModel(path)
+    interp = interpreter(path, delegates=False, preserve_all_tensors=True)
+    interp.allocate_tensors()
+    detail_in = interp.get_input_details()[0]
+    batch = int(detail_in["shape"][0]) or 1
+    tfl: dict[int, list[np.ndarray]] = {t.index: [] for t in tensors}
+    sim: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(probe_nchw) - batch + 1, batch):
+        x = np.ascontiguousarray(probe_nchw[i:i + batch], np.float32)
+        interp.set_tensor(detail_in["index"], quantize(x.transpose(0, 2, 3, 1) if layout == "nhwc" else x, detail_in))
+        interp.invoke()
+        for t in tensors:
+            info = model.tensors[t.index]
+            detail = {"dtype": np.int8, "quantization": (float(info.scale[0]) if len(info.scale) else 1.0,
+                                                        int(info.zero_point[0]) if len(info.zero_point) else 0)}
+            tfl[t.index].append(dequantize(interp.get_tensor(t.index), detail))
+        for name, value in quantized_activations(qmodel, torch.from_numpy(x)).items():
+            sim.setdefault(name, []).append(value.transpose(0, 2, 3, 1) if value.ndim == 4 and layout == "nhwc"
+                                            else value)
+    return ({k: np.concatenate(v) for k, v in tfl.items() if v}, {k: np.concatenate(v) for k, v in sim.items() if v})
+
+
+def convert_quantized(config: ConvertConfig) -> ConvertReport:
+    """``convert`` for a quantized checkpoint: ONNX of the deployed graph and the int8 .tflite with trained ranges.
+
+    The reference for parity is the fake-quant model itself (what was trained).
+    """
+    from converters import calibration
+    from converters.api import Progress
+    from converters.source import load_source
+
+    config.validate()
+    formats = _formats(config)
+    progress = Progress(7, config.progress)
+    with progress.step("load", f"loading {config.source} (fake-quant model)"):
+        source = load_source(config.source, config.input_size, config.normalization)
+    with progress.step("data", "reading calibration and parity images"):
+        samples = calibration.load_samples(source, config.calib, config.calib_samples, config.parity_samples,
+                                           config.cache_dir)
+    return _convert(source, samples, config, formats, progress)
+
+
+def export_int8(qmodel: Any, out_dir: str | Path, calib_nchw: np.ndarray, parity_nchw: np.ndarray,
+                parity_labels: np.ndarray | None = None, *, layout: str = "nhwc", int8_io: str = "int8",
+                formats: tuple[str, ...] = ("int8",), progress: bool = False) -> ConvertReport:
+    """The same route for a fake-quant model in memory (e.g. a user's own nn.Module after ``prepare``).
+
+    ``calib_nchw`` / ``parity_nchw``: preprocessed float32 images; the first ones also
+    probe the tensors when the ranges are matched.
+    """
+    from converters.api import Progress
+    from converters.calibration import Samples
+    from converters.source import Source
+
+    config = ConvertConfig(source="<module>", out_dir=str(out_dir), formats=formats, layout=layout,
+                           int8_io=int8_io, progress=progress)
+    config.validate()
+    calib = np.asarray(calib_nchw, np.float32)
+    parity_x = np.asarray(parity_nchw, np.float32)
+    labels = np.asarray(parity_labels) if parity_labels is not None else np.full(len(parity_x), -1)
+    source = Source("checkpoint", Path(str(out_dir)), (int(calib.shape[2]), int(calib.shape[3])),
+                    int(calib.shape[1]), module=qmodel.eval())
+    samples = Samples(calib, parity_x, labels, "<arrays>", "calib", "parity", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return _convert(source, samples, config, _formats(config), Progress(5, progress))
+
+
+def _formats(config: ConvertConfig) -> tuple[str, ...]:
+    dropped = [f for f in config.formats if f not in QAT_FORMATS]
+    formats = tuple(f for f in config.formats if f in QAT_FORMATS)
+    if not formats:
+        raise UserError(f"{config.source} is a quantized checkpoint: it converts to int8 (and onnx), not to "
+                        f"{','.join(config.formats)}", hint="pass --formats int8 (or convert the float checkpoint)")
+    if dropped and config.progress:
+        print(f"note: {config.source} is quantized; writing {','.join(formats)} only (not {','.join(dropped)})")
+    return formats
+
+
+def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[str, ...], progress: Any
+             ) -> ConvertReport:
+    from converters import parity
+    from converters.api import ONNX_FILE, REPORT_FILE, _versions
+    from converters.onnx2tf_runner import Onnx2TfError, build_tflite
+    from converters.onnx_export import export_onnx
+    from converters.tflite_inspect import float_fallback, interpreter, op_counts
+    from mobile_compress.quantization import deploy_model
+    from mobile_compress.report import write_json
+
+    out_dir = Path(config.out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = samples.parity_labels if (samples.parity_labels >= 0).all() else None
+    report = ConvertReport(
+        source=str(source.path), source_kind="quantized", reference="pytorch fake-quant",
+        out_dir=str(out_dir), input_size=source.input_size, layout=config.layout, int8_io=config.int8_io,
+        data=samples.data, normalization={"mean": list(samples.mean), "std": list(samples.std)},
+        calib_samples=len(samples.calib), parity_samples=len(samples.parity),
+        thresholds=asdict(config.thresholds), versions=_versions())
+    with progress.step("reference", f"fake-quant reference outputs ({len(samples.parity)} images)"):
+        reference = parity.run_torch(source.module, samples.parity)
+    work = Path(tempfile.mkdtemp(prefix="mobile-compress-qat-"))
+    try:
+        onnx_path = (out_dir if "onnx" in formats else work) / ONNX_FILE
+        deployed = dataclasses.replace(source, module=deploy_model(source.module))
+        with progress.step("onnx", "exporting the deployed graph (folded, int8-grid weights) to ONNX"):
+            onnx_result = export_onnx(deployed, onnx_path, opset=config.opset, batch_size=config.batch_size)
+            report.opset, report.batch = onnx_result.opset, onnx_result.input_shape[0]
+        if "onnx" in formats:
+            art = ArtifactReport("onnx", path=str(onnx_path), size_bytes=onnx_path.stat().st_size)
+            art.io = {"dtype": "float32", "shape": onnx_result.input_shape, "opset": onnx_result.opset,
+                      "note": "deployed float graph; int8 ranges are in the .tflite"}
+            report.artifacts.append(art)
+        if "int8" in formats:
+            art = ArtifactReport("int8")
+            report.artifacts.append(art)
+            with progress.step("tflite", "converting to int8 TFLite with onnx2tf"):
+                try:
+                    build = build_tflite(onnx_path, work / "onnx2tf", ("int8",), samples.calib, layout=config.layout,
+                                         int8_io=config.int8_io, batch_size=config.batch_size)
+                except Onnx2TfError as err:
+                    build, art.error = None, str(err)
+            if build is not None and "int8" not in build.files:
+                art.error = build.missing.get("int8", "not produced")
+            if art.error is None:
+                path = out_dir / "model_int8.tflite"
+                with progress.step("ranges", "writing the trained int8 ranges into the .tflite and checking parity"):
+                    probe = samples.calib[:PROBE_IMAGES]
+                    transfer = transfer_ranges(build.files["int8"], path, source.module, probe, config.layout)
+                    art.path, art.size_bytes = str(path), path.stat().st_size
+                    interp = interpreter(path, delegates=False)
+                    d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
+                    art.io = {"dtype": f"{d_in['dtype'].__name__}/{d_out['dtype'].__name__}",
+                              "shape": [int(v) for v in d_in["shape"]],
+                              "input_quantization": list(d_in["quantization"]),
+                              "output_quantization": list(d_out["quantization"]),
+                              "range_transfer": transfer.to_dict()}
+                    art.ops = op_counts(path)
+                    art.float_fallback = float_fallback(path)
+                    art.parity = parity.compare(reference, parity.run_tflite(path, samples.parity, config.layout),
+                                                labels)
+                    art.problems = parity.judge("int8", art.parity, config.thresholds, len(art.float_fallback))
+                    art.problems += [f"int8: {c}" for c in transfer.conflicts]
+        with progress.step("report", f"writing {out_dir / REPORT_FILE}"):
+            report.timings = dict(progress.timings)
+            write_json(out_dir / REPORT_FILE, report.to_dict())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+__all__ = ["QAT_FORMATS", "RangeTransfer", "convert_quantized", "export_int8", "is_quantized_checkpoint",
+           "transfer_ranges"]

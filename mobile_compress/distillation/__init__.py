@@ -1,0 +1,13 @@
+"""Knowledge distillation: logit KD, hint layers with 1x1 adapters, attention transfer, relational KD.
+
+``distillation_hook(teacher, config, student)`` returns a Trainer hook, so any training run
+(plain, pruning fine-tune, QAT) can distil from any teacher into any student.
+"""
+from __future__ import annotations
+
+from mobile_compress.distillation.config import LOSSES, DistillConfig, parse_losses
+from mobile_compress.distillation.hook import DistillationHook, distillation_hook
+from mobile_compress.distillation.teacher import freeze, load_teacher
+
+__all__ = ["LOSSES", "DistillConfig", "DistillationHook", "distillation_hook", "freeze", "load_teacher",
+           "parse_losses"]

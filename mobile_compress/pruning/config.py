@@ -1,0 +1,92 @@
+"""What a pruning run is asked to do, validated before any model is touched.
+
+A target is the fraction of a cost that REMAINS: ``macs=0.5`` keeps 50% of the
+multiply-accumulates (2x fewer), ``params=0.7`` keeps 70% of the parameters,
+``latency=0.6`` keeps 60% of the latency predicted by a measured per-layer latency
+table (the table comes from ``profiler.latency_table``; the core only reads it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mobile_compress.errors import UserError
+
+METRICS = ("macs", "params", "latency")
+CRITERIA = ("l1", "l2", "bn_scale", "taylor")
+ALLOCATIONS = ("global", "uniform")
+
+
+@dataclass(frozen=True)
+class Target:
+    """``metric`` in METRICS; ``fraction`` of it to keep, in (0, 1]."""
+
+    metric: str
+    fraction: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.fraction:g}"
+
+
+def parse_target(text: str, source: str = "--target") -> Target:
+    """``"macs=0.5"`` -> Target("macs", 0.5); a UserError says what is wrong and how to write it."""
+    metric, sep, value = str(text).partition("=")
+    metric = metric.strip().lower()
+    hint = "write METRIC=FRACTION_KEPT, e.g. macs=0.5 (keep 50% of MACs), params=0.7 or latency=0.6"
+    if not sep or metric not in METRICS:
+        raise UserError(f"{source} {text!r}: unknown or missing metric (one of {', '.join(METRICS)})", hint=hint)
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise UserError(f"{source} {text!r}: {value!r} is not a number", hint=hint) from None
+    if not math.isfinite(fraction) or not 0.0 < fraction <= 1.0:
+        raise UserError(f"{source} {text!r}: the fraction kept must be in (0, 1], got {value}",
+                        hint="0.5 keeps half; for '50% fewer' write 0.5, for '70% fewer' write 0.3")
+    return Target(metric, fraction)
+
+
+@dataclass
+class PruneConfig:
+    """How to prune.
+
+    ``criterion``: l1 / l2 filter norm, bn_scale (|gamma| of the BatchNorm on the
+    channel; L1 where a channel has none, as in SqueezeNet), taylor (first-order
+    Taylor, |sum of weight * gradient| squared, from ``taylor_batches`` of data).
+    ``allocation``: global (greedy across all layers: remove the least important
+    channels per unit of cost saved, until the target is met) or uniform (the same
+    fraction of every layer). ``multiple``: kept channel counts are multiples of it
+    (or the layer's full width), never below it. ``protect``: layer-name patterns
+    (fnmatch, e.g. ``features.0.*``) whose channels are never removed.
+    """
+
+    target: Target
+    criterion: str = "l1"
+    allocation: str = "global"
+    multiple: int = 8
+    protect: tuple[str, ...] = ()
+    taylor_batches: int = 8
+    verify: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, str):
+            self.target = parse_target(self.target)
+        self.protect = tuple(self.protect)
+        if self.criterion not in CRITERIA:
+            raise UserError(f"pruning config: criterion {self.criterion!r} is unknown",
+                            hint=f"use one of {', '.join(CRITERIA)}")
+        if self.allocation not in ALLOCATIONS:
+            raise UserError(f"pruning config: allocation {self.allocation!r} is unknown",
+                            hint=f"use one of {', '.join(ALLOCATIONS)}")
+        if isinstance(self.multiple, bool) or not isinstance(self.multiple, int) or self.multiple < 1:
+            raise UserError(f"pruning config: multiple {self.multiple!r} must be an integer >= 1",
+                            hint="8 suits most mobile kernels; 1 disables rounding")
+        if isinstance(self.taylor_batches, bool) or not isinstance(self.taylor_batches, int) or self.taylor_batches < 1:
+            raise UserError(f"pruning config: taylor_batches {self.taylor_batches!r} must be an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target"] = str(self.target)
+        d["protect"] = list(self.protect)
+        return d

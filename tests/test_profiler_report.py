@@ -1,0 +1,120 @@
+"""Profile reports: the versioned JSON (and its resume rules), CSV, HTML with inline SVG, the terminal table."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from xml.etree import ElementTree
+from pathlib import Path
+
+import pytest
+
+from mobile_compress.errors import UserError
+from profiler.reports import format_runs, write_csv, write_html
+from profiler.reports.html_report import latency_svg, render_html
+from profiler.reports.rows import flat
+from profiler.results import SCHEMA, SCHEMA_VERSION, ResultStore, RunRecord, load
+
+
+def ok_record(device: str = "PHONE_A", delegate: str = "cpu-4t", mean: float = 12.5) -> RunRecord:
+    return RunRecord(
+        device=device, model="net.tflite", delegate=delegate, status="ok", device_info={"model": "Pixel 8"},
+        latency={"source": "benchmark_model statistics", "n": 50, "init_ms": 30.0, "first_ms": 20.0, "warmup_ms": 15.0,
+                 "mean_ms": mean, "std_ms": 1.0, "min_ms": mean - 2, "max_ms": mean + 5, "p5_ms": mean - 1.5,
+                 "median_ms": mean - 0.2, "p95_ms": mean + 2, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+                 "ci95_low_ms": mean - 0.3, "ci95_high_ms": mean + 0.3},
+        memory={"footprint_kind": "delta", "footprint_init_mb": 5.0, "footprint_overall_mb": 20.0,
+                "periodic_peak_mb": None, "vm_hwm_mb": 42.5, "vm_rss_max_mb": 40.0, "samples": 12},
+        power={"status": "measured", "run_mw": 2400.0, "baseline_mw": 900.0, "above_baseline_mw": 1500.0,
+               "mj_per_inference": 18.75, "sample_rate_hz": 9.8},
+        thermal_before={"status_name": "none", "max_c": 38.0}, thermal_after={"status_name": "light", "max_c": 44.0},
+        coverage=[{"delegate": "XNNPACK", "state": "partial", "kernels": 3}])
+
+
+def failed_record() -> RunRecord:
+    return RunRecord(device="PHONE_A", model="net.tflite", delegate="nnapi-qti-dsp", status="failed",
+                     error="benchmark_model exited with 1: Failed to apply NNAPI delegate.",
+                     coverage=[{"delegate": "NNAPI", "state": "failed", "kernels": None}])
+
+
+def test_json_schema_roundtrip_and_resume_rules(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path, {"cpu": "test"})
+    store.add(ok_record())
+    store.add(failed_record())
+    data = json.loads((tmp_path / "profile.json").read_text())
+    assert (data["schema"], data["schema_version"], data["environment"]) == (SCHEMA, SCHEMA_VERSION, {"cpu": "test"})
+    assert [r["status"] for r in data["runs"]] == ["ok", "failed"]
+    again = ResultStore(tmp_path)  # a rerun with the same --out
+    assert again.done("PHONE_A", "net.tflite", "cpu-4t")  # ok runs are skipped
+    assert not again.done("PHONE_A", "net.tflite", "nnapi-qti-dsp")  # failed runs are tried again
+    again.add(failed_record())
+    [retried] = [r for r in load(tmp_path / "profile.json") if r.delegate == "nnapi-qti-dsp"]
+    assert retried.attempts == 2
+    assert load(tmp_path / "profile.json")[0].latency["mean_ms"] == 12.5
+
+
+def test_json_from_another_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"schema": SCHEMA, "schema_version": 99, "runs": []}))
+    with pytest.raises(UserError, match="schema_version 99"):
+        ResultStore(tmp_path)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="not a readable profile JSON"):
+        load(path)
+    path.write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(UserError, match="field 'schema'"):
+        load(path)
+
+
+def test_csv_has_one_row_per_run_with_flat_figures(tmp_path: Path) -> None:
+    path = write_csv([ok_record(), failed_record()], tmp_path / "p.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [r["delegate"] for r in rows] == ["cpu-4t", "nnapi-qti-dsp"]
+    assert float(rows[0]["mean_ms"]) == 12.5 and float(rows[0]["vm_hwm_mb"]) == 42.5
+    assert float(rows[0]["mj_per_inference"]) == 18.75 and rows[0]["coverage"] == "XNNPACK partial (3 kernels)"
+    assert rows[1]["status"] == "failed" and rows[1]["mean_ms"] == "" and "NNAPI" in rows[1]["error"]
+
+
+def test_terminal_table_shows_figures_and_errors() -> None:
+    text = format_runs([ok_record(), failed_record()])
+    lines = text.splitlines()
+    assert lines[0] == "profile" and "mean ms" in lines[1] and "95% CI" in lines[1]
+    row = lines[3]
+    assert "12.500" in row and "12.2-12.8" in row and "1500" in row and "18.750" in row and "none->light" in row
+    assert "Failed to apply NNAPI delegate" in lines[4]
+
+
+def test_html_compares_models_delegates_devices_with_inline_svg(tmp_path: Path) -> None:
+    records = [ok_record("PHONE_A", "cpu-4t", 12.5), ok_record("PHONE_B", "cpu-4t", 30.0),
+               ok_record("PHONE_A", "gpu-fp16", 4.0), failed_record()]
+    page = write_html(records, tmp_path / "p.html", {"cpu": "test host"}).read_text()
+    assert page.count("<svg") == 4  # latency, memory, power, energy for the one model
+    for label in ("PHONE_A · cpu-4t", "PHONE_B · cpu-4t", "PHONE_A · gpu-fp16"):
+        assert label in page
+    assert "mean 12.500 ms (n=50)" in page and "mean 30.000 ms (n=50)" in page
+    assert "Failed to apply NNAPI delegate" in page and 'class="bad"' in page
+    assert "not on a phone" not in page
+    assert "<h2>Devices</h2>" in page and "Pixel 8" in page
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+        ElementTree.fromstring(svg)  # every plot is well-formed XML
+
+
+def test_html_lists_the_slowest_operators() -> None:
+    record = ok_record()
+    record.slowest_ops = [{"node_type": "CONV_2D", "avg_ms": 25.024, "percent": 7.283, "name": "[Conv2d_3]:6"}]
+    page = render_html([record])
+    assert "25.024 ms (7.3%) CONV_2D <code>[Conv2d_3]:6</code>" in page
+
+
+def test_latency_svg_scales_to_the_slowest_run() -> None:
+    rows = [{**flat(ok_record(mean=10.0)), "label": "a"}, {**flat(ok_record(mean=20.0)), "label": "b"}]
+    svg = latency_svg(rows, "t")
+    # the slowest max (25 ms) spans the whole plot: its whisker ends at LABEL_W + PLOT_W = 720
+    assert 'x2="720.0"' in svg and svg.startswith("<svg") and svg.endswith("</svg>")
+
+
+def test_host_rows_are_labelled() -> None:
+    record = ok_record(device="host")
+    record.mode = "host"
+    assert flat(record)["device"] == "host (LiteRT on this computer)"
+    assert "not on a phone" in render_html([record])
