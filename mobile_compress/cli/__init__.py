@@ -12,18 +12,14 @@ from typing import Sequence
 
 import models
 from mobile_compress import __version__
-from mobile_compress.cli import cmd_convert, cmd_demo, cmd_eval, cmd_info, cmd_models, cmd_train
-from mobile_compress.cli import cmd_factorize
-from mobile_compress.cli import cmd_distill
-from mobile_compress.cli import cmd_run
-from mobile_compress.cli import cmd_export_app
-from mobile_compress.cli import cmd_devices, cmd_virtual_device
-from mobile_compress.cli import cmd_quantize
-from mobile_compress.cli import cmd_profile
-from mobile_compress.cli import cmd_prune
+from mobile_compress.cli import (cmd_convert, cmd_demo, cmd_devices, cmd_distill, cmd_eval, cmd_export_app,
+                                  cmd_factorize, cmd_info, cmd_models, cmd_profile, cmd_prune, cmd_quantize, cmd_run,
+                                  cmd_train, cmd_virtual_device)
 from mobile_compress.errors import UserError
 
-COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_convert, cmd_demo, cmd_factorize, cmd_distill, cmd_export_app, cmd_devices, cmd_virtual_device, cmd_quantize, cmd_profile, cmd_prune, cmd_run)
+# In the order a user meets them: the zoo, training, compression, conversion, phones, recipes.
+COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_distill, cmd_prune, cmd_factorize, cmd_quantize,
+            cmd_convert, cmd_export_app, cmd_devices, cmd_virtual_device, cmd_profile, cmd_run, cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

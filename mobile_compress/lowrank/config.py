@@ -10,40 +10,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mobile_compress.counting import InputSize, normalize_input_size
+from mobile_compress import targets
 from mobile_compress.errors import UserError
+from mobile_compress.targets import Target
 
 TARGET_METRICS = ("macs", "params")
 DEFAULT_MULTIPLE = 8
 
 
-@dataclass(frozen=True)
-class Target:
-    """Keep at most ``fraction`` of the whole model's ``metric`` (MACs or parameters)."""
-
-    metric: str
-    fraction: float
-
-    def __str__(self) -> str:
-        return f"{self.metric}={self.fraction:g}"
-
-
-def parse_target(text: Any) -> Target:
-    """``"macs=0.5"`` / ``"params=0.4"`` -> Target; a UserError naming --target otherwise."""
-    if isinstance(text, Target):
-        return text
-    metric, sep, value = str(text).strip().lower().partition("=")
-    hint = "write --target macs=F or --target params=F with F in (0, 1), e.g. --target macs=0.5"
-    if not sep or metric not in TARGET_METRICS:
-        raise UserError(f"--target (target) is {text!r}: expected METRIC=FRACTION with METRIC one of "
-                        f"{', '.join(TARGET_METRICS)}", hint=hint)
-    try:
-        fraction = float(value)
-    except ValueError:
-        raise UserError(f"--target (target) is {text!r}: {value!r} is not a number", hint=hint) from None
-    if not math.isfinite(fraction) or not 0.0 < fraction < 1.0:
-        raise UserError(f"--target (target) is {text!r}: the fraction must be in (0, 1), the share of "
-                        f"{metric} to keep", hint=hint)
-    return Target(metric, fraction)
+def parse_target(text: Any, source: str = "--target") -> Target:
+    """``"macs=0.5"`` -> Target("macs", 0.5), with this compressor's metrics (TARGET_METRICS)."""
+    return targets.parse_target(text, TARGET_METRICS, source)
 
 
 @dataclass

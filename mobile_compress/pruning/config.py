@@ -7,43 +7,21 @@ table (the table comes from ``profiler.latency_table``; the core only reads it).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mobile_compress import targets
 from mobile_compress.errors import UserError
+from mobile_compress.targets import Target
 
 METRICS = ("macs", "params", "latency")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
 ALLOCATIONS = ("global", "uniform")
 
 
-@dataclass(frozen=True)
-class Target:
-    """``metric`` in METRICS; ``fraction`` of it to keep, in (0, 1]."""
-
-    metric: str
-    fraction: float
-
-    def __str__(self) -> str:
-        return f"{self.metric}={self.fraction:g}"
-
-
-def parse_target(text: str, source: str = "--target") -> Target:
-    """``"macs=0.5"`` -> Target("macs", 0.5); a UserError says what is wrong and how to write it."""
-    metric, sep, value = str(text).partition("=")
-    metric = metric.strip().lower()
-    hint = "write METRIC=FRACTION_KEPT, e.g. macs=0.5 (keep 50% of MACs), params=0.7 or latency=0.6"
-    if not sep or metric not in METRICS:
-        raise UserError(f"{source} {text!r}: unknown or missing metric (one of {', '.join(METRICS)})", hint=hint)
-    try:
-        fraction = float(value)
-    except ValueError:
-        raise UserError(f"{source} {text!r}: {value!r} is not a number", hint=hint) from None
-    if not math.isfinite(fraction) or not 0.0 < fraction <= 1.0:
-        raise UserError(f"{source} {text!r}: the fraction kept must be in (0, 1], got {value}",
-                        hint="0.5 keeps half; for '50% fewer' write 0.5, for '70% fewer' write 0.3")
-    return Target(metric, fraction)
+def parse_target(text: Any, source: str = "--target") -> Target:
+    """``"macs=0.5"`` -> Target("macs", 0.5), with this compressor's metrics (METRICS)."""
+    return targets.parse_target(text, METRICS, source)
 
 
 @dataclass
