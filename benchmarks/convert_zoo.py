@@ -127,7 +127,10 @@ def main() -> None:
         "not on the weights); ImageNet models at 224×224 with 1000 classes, CIFAR ResNets at 32×32 with 10. "
         "LiteRT interpreter with XNNPACK on 1 thread; ONNX Runtime on 1 thread; batch 1. "
         f"Medians of {args.rounds} interleaved rounds of {args.runs} runs each. Parity: every artifact against "
-        "PyTorch on 50 held-out digits, with the converter's bars.",
+        "PyTorch on 50 held-out digits, with the converter's bars. With fresh weights, 1000 classes and a "
+        "linear-probe classifier the logits barely separate, so top-1 agreement and cosine bars fail here for "
+        "reasons of the weights, not the converter; the conversion checks that hold on such weights are "
+        "asserted in tests/test_convert_zoo.py. The parity column is reported, not a verdict.",
         "",
         environment(("mobile-compress", "torch", "onnx2tf", "tensorflow", "ai-edge-litert", "onnxruntime")).markdown(),
         "",
