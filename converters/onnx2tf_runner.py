@@ -30,11 +30,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from converters.config import TFLITE_FORMATS
+
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 TF_INPUT = "input"
 TF_OUTPUT = "output"
-# onnx2tf file suffixes for our format names (the int8 artifact is its full-integer model)
-TFLITE_FLAVOURS = ("fp32", "fp16", "dynamic", "int8")
 
 
 class Onnx2TfError(RuntimeError):
@@ -61,7 +61,7 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
     """
     from converters import tflite_convert
 
-    wanted = [f for f in formats if f in TFLITE_FLAVOURS]
+    wanted = [f for f in formats if f in TFLITE_FORMATS]
     work_dir.mkdir(parents=True, exist_ok=True)
     model_copy = work_dir / "model.onnx"
     rewrites = _prepare_copy(onnx_path, model_copy, batch_size)

@@ -78,10 +78,7 @@ def channel_pads_to_conv(model) -> int:
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
-    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    constants = _constants(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     consumers: dict[str, int] = {}
     for node in model.graph.node:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from android_harness.socket_io import recv_exact
 from android_harness.transport import shell_v2, sync_protocol
 from android_harness.transport.base import (CommandTimeoutError, DeviceDisconnectedError, DeviceNotFoundError,
                                             DeviceStorageFullError, DeviceUnauthorizedError, ShellResult,
@@ -100,7 +101,7 @@ class AdbServerClient:
         """Send one request and raise on FAIL."""
         data = request.encode()
         sock.sendall(b"%04x" % len(data) + data)
-        status = _recv_exact(sock, 4)
+        status = recv_exact(sock, 4, "the adb server")
         if status == b"OKAY":
             return
         if status == b"FAIL":
@@ -128,18 +129,10 @@ class AdbServerClient:
         return answer
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionResetError("the adb server closed the connection")
-        data += chunk
-    return bytes(data)
 
 
 def _read_hex_string(sock: socket.socket) -> bytes:
-    return _recv_exact(sock, int(_recv_exact(sock, 4), 16))
+    return recv_exact(sock, int(recv_exact(sock, 4, "the adb server"), 16), "the adb server")
 
 
 class AdbServerSocketTransport:
@@ -236,9 +229,9 @@ class AdbServerSocketTransport:
                 while chunk := source.read(sync_protocol.MAX_CHUNK):
                     sock.sendall(sync_protocol.request(b"DATA", chunk))
                 sock.sendall(sync_protocol.request(b"DONE", int(time.time())))
-                ident, length = sync_protocol.HEADER.unpack(_recv_exact(sock, 8))
+                ident, length = sync_protocol.HEADER.unpack(recv_exact(sock, 8, "the adb server"))
                 if ident == b"FAIL":
-                    message = _recv_exact(sock, length).decode(errors="replace")
+                    message = recv_exact(sock, length, "the adb server").decode(errors="replace")
                     if "No space left" in message:
                         raise DeviceStorageFullError(f"pushing {local.name} to {remote} on {self.serial} failed: the "
                                                      f"device storage is full ({message}); free space under /data")
@@ -257,13 +250,13 @@ class AdbServerSocketTransport:
             with sock, partial.open("wb") as target:
                 sock.sendall(sync_protocol.request(b"RECV", remote.encode()))
                 while True:
-                    ident, length = sync_protocol.HEADER.unpack(_recv_exact(sock, 8))
+                    ident, length = sync_protocol.HEADER.unpack(recv_exact(sock, 8, "the adb server"))
                     if ident == b"DATA":
-                        target.write(_recv_exact(sock, length))
+                        target.write(recv_exact(sock, length, "the adb server"))
                     elif ident == b"DONE":
                         break
                     elif ident == b"FAIL":
-                        message = _recv_exact(sock, length).decode(errors="replace")
+                        message = recv_exact(sock, length, "the adb server").decode(errors="replace")
                         raise TransportError(f"pulling {remote} from {self.serial} failed: {message}")
                     else:
                         raise TransportError(f"pulling {remote}: unexpected sync reply {ident!r}")

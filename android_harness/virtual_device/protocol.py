@@ -9,6 +9,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from android_harness.socket_io import recv_exact
+
 HEADER = struct.Struct("<6I")
 VERSION_MIN = 0x01000000
 VERSION_SKIP_CHECKSUM = 0x01000001
@@ -46,20 +48,12 @@ class Packet:
                            self.command ^ 0xFFFFFFFF) + self.payload
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionResetError("peer closed the connection")
-        data += chunk
-    return bytes(data)
 
 
 def read_packet(sock: socket.socket) -> Packet:
-    command, arg0, arg1, length, _checksum, magic = HEADER.unpack(_recv_exact(sock, HEADER.size))
+    command, arg0, arg1, length, _checksum, magic = HEADER.unpack(recv_exact(sock, HEADER.size))
     if magic != command ^ 0xFFFFFFFF:
         raise ProtocolError(f"bad magic in packet {command:#x}")
     if length > 16 * 1024 * 1024:
         raise ProtocolError(f"packet payload of {length} bytes is too large")
-    return Packet(command, arg0, arg1, _recv_exact(sock, length) if length else b"")
+    return Packet(command, arg0, arg1, recv_exact(sock, length) if length else b"")
