@@ -12,7 +12,9 @@ import models
 from converters import ConvertConfig, convert
 from mobile_compress.counting import count_macs
 from mobile_compress.pruning import PruneConfig, prune
+from mobile_compress.data import open_dataset
 from mobile_compress.training import CheckpointMeta, load_checkpoint, save_checkpoint
+from mobile_compress.training.bn_recalibration import recalibrate_batchnorm
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 
@@ -37,10 +39,31 @@ def test_every_zoo_model_prunes_at_each_target(name: str, fraction: float) -> No
         assert result.model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("fraction", [0.7, 0.5, 0.3])
-@pytest.mark.parametrize("name", models.names())
+# Known converter gap, diagnosed with onnx2tf's per-op check (-cotof): pruned ShuffleNetV2 x0.5 and
+# x1.5 reach a channel Split on a 16x16x16 tensor (C == H == W), which onnx2tf splits along the
+# wrong axis, so every later op differs (fp32 max|diff| 0.005-0.23 x the logits). Strict: a fix
+# in converters/onnx_rewrite.py turns these into failures to remove from this list.
+SPLIT_AXIS_GAP = {("shufflenet_v2_x0_5", f) for f in (0.7, 0.5, 0.3)} | {("shufflenet_v2_x1_5", f) for f in (0.7, 0.5, 0.3)}
+
+
+def conversion_cases() -> list:
+    cases = []
+    for name in models.names():
+        for fraction in (0.7, 0.5, 0.3):
+            marks = [pytest.mark.xfail(strict=True, reason="onnx2tf splits a C==H==W tensor on the wrong axis")] \
+                if (name, fraction) in SPLIT_AXIS_GAP else []
+            cases.append(pytest.param(name, fraction, marks=marks, id=f"{name}-{fraction}"))
+    return cases
+
+
+@pytest.mark.parametrize("name, fraction", conversion_cases())
 def test_every_pruned_zoo_model_converts_and_passes_parity(tmp_path: Path, name: str, fraction: float) -> None:
     model = models.create(name, num_classes=10, **options(name)).eval()
+    # Real activation ranges: with fresh BatchNorm statistics the logits are ~0.03 wide and the
+    # relative fp32 bar measures float rounding, not the conversion.
+    images = open_dataset("builtin", "train", image_size=32, train=False)
+    recalibrate_batchnorm(model, [torch.stack([torch.as_tensor(images[i][0]) for i in range(j, j + 16)])
+                                  for j in range(0, 64, 16)])
     result = prune(model, PruneConfig(target=f"macs={fraction}", multiple=multiple_for(name, fraction)), 32)
     meta = CheckpointMeta(arch=name, num_classes=10, input_size=32, options=options(name),
                           normalization={"mean": [0.5] * 3, "std": [0.25] * 3}, transforms=[result.transform()])
@@ -49,4 +72,4 @@ def test_every_pruned_zoo_model_converts_and_passes_parity(tmp_path: Path, name:
     assert count_macs(loaded, 32) == count_macs(result.model, 32)
     report = convert(ConvertConfig(source=str(tmp_path / "ck"), out_dir=str(tmp_path / "out"), formats=("fp32",),
                                    calib="builtin", calib_samples=8, parity_samples=16, progress=False))
-    assert report.passed, report.to_dict()
+    assert report.passed, report.problems
