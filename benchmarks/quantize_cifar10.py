@@ -141,7 +141,9 @@ def _cell(value) -> str:
 
 
 def write_section(rows: list[dict], args, env) -> None:
-    lines = ["## Quantization on CIFAR-10 (`benchmarks/quantize_cifar10.py`)", "", env.markdown(), "",
+    command = " ".join(["python benchmarks/quantize_cifar10.py", *sys.argv[1:]])
+    lines = ["## Quantization on CIFAR-10 (`benchmarks/quantize_cifar10.py`)", "", f"Command: `{command}`.", "",
+             env.markdown(), "",
              f"Accuracy (top-1 %) of each .tflite in the LiteRT interpreter on CIFAR-10 test images; "
              f"torch.ao PTQ is scored in PyTorch (x86 backend). PTQ: {args.calib_images} calibration images. "
              f"QAT budget: {args.qat_epochs} epoch(s) over {args.qat_images or 50000} training images, lr {args.qat_lr:g}"
