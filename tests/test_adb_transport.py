@@ -268,3 +268,15 @@ def test_virtual_device_command(tmp_path, capsys) -> None:
     assert f"benchmark binary for it: {launcher}" in out and os.access(launcher, os.X_OK)
     assert main(["virtual-device", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "virtual device config" in capsys.readouterr().err
+
+
+def test_key_is_created_once_in_the_standard_place_and_reused(tmp_path, monkeypatch):
+    monkeypatch.delenv(keys.ENV_KEY, raising=False)
+    monkeypatch.delenv("ANDROID_USER_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    key = keys.ensure_key()
+    assert key == tmp_path / ".android" / "adbkey"
+    assert (key.stat().st_mode & 0o777) == 0o600 and key.with_name("adbkey.pub").is_file()
+    first = key.read_bytes(), key.with_name("adbkey.pub").read_bytes()
+    assert keys.ensure_key() == key
+    assert (key.read_bytes(), key.with_name("adbkey.pub").read_bytes()) == first

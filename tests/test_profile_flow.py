@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -449,3 +450,17 @@ def test_cli_mistakes_are_one_clear_message(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty.txt").write_text("hello\n")
     assert main(["profile", "--from-log", str(tmp_path / "empty.txt")]) == 2
     assert "no benchmark_model output" in capsys.readouterr().err
+
+
+def test_cooldown_waits_before_the_run(tmp_path: Path, fake_benchmark: Path) -> None:
+    device = LocalShellDevice(tmp_path / "device")
+    fast = settings(delegates=[DelegateConfig("cpu", threads=1)])
+    cooled = settings(delegates=[DelegateConfig("cpu", threads=1)],
+                      runner=RunnerOptions(interval_s=0.05, baseline_s=0, cooldown_s=2, timeout_s=20, poll_s=0.1))
+    timings = []
+    for name, chosen in (("fast", fast), ("fast-again", fast), ("cooled", cooled)):
+        start = time.monotonic()
+        profile(chosen, tmp_path / name, serials=["LOCAL1"], opener=lambda s: (device, FACTS), progress=lambda m: None)
+        timings.append(time.monotonic() - start)
+    assert timings[2] - min(timings[:2]) >= 1.5  # the first run also pays one-time start-up costs
+    assert any("-c 2 " in c or "'-c' '2'" in c or " -c 2" in c for c in device.commands)
