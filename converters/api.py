@@ -116,12 +116,17 @@ def convert(config: ConvertConfig) -> ConvertReport:
         if tflite_formats:
             report.artifacts.extend(_tflite_artifacts(config, tflite_formats, onnx_result, onnx_path, work, out_dir,
                                                       samples, reference, progress, report))
-        with progress.step("report", f"writing {out_dir / REPORT_FILE}"):
-            report.timings = dict(progress.timings)
-            write_json(out_dir / REPORT_FILE, report.to_dict())
+        write_report(report, out_dir, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def write_report(report: ConvertReport, out_dir: Path, progress: Progress) -> None:
+    """The last step of every conversion: the step timings into the report, the report into report.json."""
+    with progress.step("report", f"writing {out_dir / REPORT_FILE}"):
+        report.timings = dict(progress.timings)
+        write_json(out_dir / REPORT_FILE, report.to_dict())
 
 
 def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_result, onnx_path: Path, work: Path,

@@ -359,12 +359,11 @@ def _formats(config: ConvertConfig) -> tuple[str, ...]:
 def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[str, ...], progress: Any
              ) -> ConvertReport:
     from converters import parity
-    from converters.api import ONNX_FILE, REPORT_FILE, _versions
+    from converters.api import ONNX_FILE, _versions, write_report
     from converters.onnx2tf_runner import Onnx2TfError, build_tflite
     from converters.onnx_export import export_onnx
     from converters.tflite_inspect import float_fallback, interpreter, op_counts
     from mobile_compress.quantization import deploy_model
-    from mobile_compress.report import write_json
 
     out_dir = Path(config.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -419,9 +418,7 @@ def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[st
                                                 labels)
                     art.problems = parity.judge("int8", art.parity, config.thresholds, len(art.float_fallback))
                     art.problems += [f"int8: {c}" for c in transfer.conflicts]
-        with progress.step("report", f"writing {out_dir / REPORT_FILE}"):
-            report.timings = dict(progress.timings)
-            write_json(out_dir / REPORT_FILE, report.to_dict())
+        write_report(report, out_dir, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
