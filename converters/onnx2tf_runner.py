@@ -123,7 +123,8 @@ def _prepare_copy(src: Path, dst: Path, batch_size: int) -> dict[str, int]:
     and XNNPACK-friendly activations (``onnx_rewrite``)."""
     import onnx
 
-    from converters.onnx_rewrite import channel_pads_to_conv, decompose_hard_activations, maxpool_pads_to_zero_pads
+    from converters.onnx_rewrite import (ambiguous_channel_shuffles_to_conv, channel_pads_to_conv,
+                                         decompose_hard_activations, maxpool_pads_to_zero_pads)
 
     model = onnx.load(str(src))
     initializers = {i.name for i in model.graph.initializer}
@@ -145,6 +146,7 @@ def _prepare_copy(src: Path, dst: Path, batch_size: int) -> dict[str, int]:
         dims[0].dim_value = batch_size
     rewrites = decompose_hard_activations(model)
     rewrites["channel Pad"] = channel_pads_to_conv(model)
+    rewrites["channel shuffle"] = ambiguous_channel_shuffles_to_conv(model)
     rewrites["MaxPool padding"] = maxpool_pads_to_zero_pads(model)
     onnx.save_model(model, str(dst), save_as_external_data=False)
     return {k: v for k, v in rewrites.items() if v}

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from converters.onnx_export import simplify
-from converters.onnx_rewrite import channel_pads_to_conv, decompose_hard_activations, maxpool_pads_to_zero_pads
+from converters.onnx_rewrite import (ambiguous_channel_shuffles_to_conv, channel_pads_to_conv,
+                                     decompose_hard_activations, maxpool_pads_to_zero_pads)
 from models.cifar_resnet import PadShortcut
+from models.shufflenet_v2 import InvertedResidual, channel_shuffle
 
 
 def export(module: nn.Module, shape: tuple[int, ...]) -> onnx.ModelProto:
@@ -83,3 +85,54 @@ def test_padded_maxpool_after_relu_gets_an_exact_zero_pad(pool, size):
 def test_maxpool_of_a_signed_tensor_keeps_its_padding():
     model = export(nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(3, 2, 1)), (1, 3, 8, 8))
     assert maxpool_pads_to_zero_pads(model) == 0 and "Pad" not in ops(model)
+
+
+class Shuffle(nn.Module):
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups)
+
+
+def test_shufflenet_units_at_c_equal_w_get_exact_permutation_convs():
+    """Two stride-1 units at 16x16x16 (a pruned x0.5): each unit's channel shuffle becomes one Conv, and the
+    second unit's Split now reads that Conv's output; onnx2tf split the width of the Reshape's output."""
+    model = export(nn.Sequential(InvertedResidual(16, 16, 1), InvertedResidual(16, 16, 1)), (1, 16, 16, 16))
+    x = np.random.default_rng(3).standard_normal((1, 16, 16, 16)).astype(np.float32)
+    before = run(model, x)
+    assert ops(model).count("Transpose") == 2 and ops(model).count("Split") == 2
+    assert ambiguous_channel_shuffles_to_conv(model) == 2
+    onnx.checker.check_model(model, full_check=True)
+    assert "Transpose" not in ops(model) and "Reshape" not in ops(model) and ops(model).count("Split") == 2
+    assert {i.name for i in model.graph.initializer} <= {name for n in model.graph.node for name in n.input}
+    np.testing.assert_array_equal(run(model, x), before)
+
+
+@pytest.mark.parametrize("groups, shape", [(4, (1, 8, 8, 5)), (2, (1, 12, 3, 12))])
+def test_other_group_counts_and_c_equal_w_only_are_exact(groups, shape):
+    model = export(Shuffle(groups), shape)
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    before = run(model, x)
+    assert ambiguous_channel_shuffles_to_conv(model) == 1 and ops(model) == ["Conv"]
+    np.testing.assert_array_equal(run(model, x), before)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 8, 8), (1, 48, 16, 16)])
+def test_unambiguous_shuffles_and_splits_are_left_alone(shape):
+    model = export(InvertedResidual(shape[1], shape[1], 1), shape)
+    before = ops(model)
+    assert ambiguous_channel_shuffles_to_conv(model) == 0 and ops(model) == before
+    assert "Split" in before and "Transpose" in before
+
+
+def test_a_dynamic_batch_does_not_stop_the_shuffle_rewrite():
+    net = nn.Sequential(InvertedResidual(16, 16, 1)).eval()
+    program = torch.onnx.export(net, (torch.randn(2, 16, 16, 16),), dynamo=True, opset_version=18,
+                                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    model = simplify(program.model_proto)[0]
+    x = np.random.default_rng(5).standard_normal((3, 16, 16, 16)).astype(np.float32)
+    before = run(model, x)
+    assert ambiguous_channel_shuffles_to_conv(model) == 1
+    np.testing.assert_array_equal(run(model, x), before)

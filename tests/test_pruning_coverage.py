@@ -39,24 +39,10 @@ def test_every_zoo_model_prunes_at_each_target(name: str, fraction: float) -> No
         assert result.model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-# Known converter gap, diagnosed with onnx2tf's per-op check (-cotof): pruned ShuffleNetV2 x0.5 and
-# x1.5 reach a channel Split on a 16x16x16 tensor (C == H == W), which onnx2tf splits along the
-# wrong axis, so every later op differs (fp32 max|diff| 0.005-0.23 x the logits). Strict: a fix
-# in converters/onnx_rewrite.py turns these into failures to remove from this list.
-SPLIT_AXIS_GAP = {("shufflenet_v2_x0_5", f) for f in (0.7, 0.5, 0.3)} | {("shufflenet_v2_x1_5", f) for f in (0.7, 0.5, 0.3)}
-
-
-def conversion_cases() -> list:
-    cases = []
-    for name in models.names():
-        for fraction in (0.7, 0.5, 0.3):
-            marks = [pytest.mark.xfail(strict=True, reason="onnx2tf splits a C==H==W tensor on the wrong axis")] \
-                if (name, fraction) in SPLIT_AXIS_GAP else []
-            cases.append(pytest.param(name, fraction, marks=marks, id=f"{name}-{fraction}"))
-    return cases
-
-
-@pytest.mark.parametrize("name, fraction", conversion_cases())
+# Pruned ShuffleNetV2 x0.5 and x1.5 reach 16 channels at 16x16 (C == H == W), where onnx2tf used to
+# mis-axis the ops after each channel shuffle; converters.onnx_rewrite.ambiguous_channel_shuffles_to_conv.
+@pytest.mark.parametrize("name, fraction", [pytest.param(name, fraction, id=f"{name}-{fraction}")
+                                            for name in models.names() for fraction in (0.7, 0.5, 0.3)])
 def test_every_pruned_zoo_model_converts_and_passes_parity(tmp_path: Path, name: str, fraction: float) -> None:
     model = models.create(name, num_classes=10, **options(name)).eval()
     # Real activation ranges: with fresh BatchNorm statistics the logits are ~0.03 wide and the
