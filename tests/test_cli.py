@@ -156,14 +156,6 @@ def test_console_script_help_and_error_exit_codes(tmp_path) -> None:
     assert "missing" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_demo_trains_and_evaluates_on_the_builtin_data(capsys, tmp_path) -> None:
-    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1")
-    assert code == 0, err
-    summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
-    assert summary["test_n"] > 300 and 0 <= summary["test_top1"] <= 100
-    assert "held-out test set" in out
-
-
 def test_train_runs_under_torchrun_with_two_processes(tmp_path) -> None:
     """The same entry point under torchrun: 2 CPU processes with gloo, one checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

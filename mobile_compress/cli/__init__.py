@@ -12,14 +12,14 @@ from typing import Sequence
 
 import models
 from mobile_compress import __version__
-from mobile_compress.cli import (cmd_convert, cmd_demo, cmd_devices, cmd_distill, cmd_eval, cmd_export_app,
-                                  cmd_factorize, cmd_info, cmd_models, cmd_profile, cmd_prune, cmd_quantize, cmd_run,
-                                  cmd_train, cmd_virtual_device)
+from mobile_compress.cli import (cmd_convert, cmd_demo, cmd_deploy, cmd_devices, cmd_distill, cmd_eval,
+                                  cmd_export_app, cmd_factorize, cmd_info, cmd_models, cmd_profile, cmd_prune,
+                                  cmd_quantize, cmd_run, cmd_train, cmd_virtual_device)
 from mobile_compress.errors import UserError
 
 # In the order a user meets them: the zoo, training, compression, conversion, phones, recipes.
 COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_distill, cmd_prune, cmd_factorize, cmd_quantize,
-            cmd_convert, cmd_export_app, cmd_devices, cmd_virtual_device, cmd_profile, cmd_run, cmd_demo)
+            cmd_convert, cmd_export_app, cmd_devices, cmd_virtual_device, cmd_profile, cmd_run, cmd_deploy, cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

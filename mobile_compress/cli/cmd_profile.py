@@ -34,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--transport", help="adb transport: auto, adb-server, adb-binary, adb-shell-tcp, adb-shell-usb")
     where.add_argument("--benchmark-model", help="benchmark_model binary for the device's ABI "
                        "(default: $MOBILE_COMPRESS_BENCHMARK_MODEL, or the cache)")
+    add_delegate_options(p)
+    add_measurement_options(p)
+    p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
+    p.set_defaults(run=run)
+
+
+def add_delegate_options(p: argparse.ArgumentParser) -> None:
+    """Which delegates and how (shared with `deploy`)."""
     what = p.add_argument_group("delegates")
     what.add_argument("--delegates", default="cpu", help="comma-separated: cpu, gpu, nnapi, external (default cpu)")
     what.add_argument("--threads", default="1", help="cpu thread counts, comma-separated (default 1)")
@@ -45,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--external-delegate", help="external: delegate .so (host file to push, or a device path)")
     what.add_argument("--external-option", action="append", default=[], metavar="KEY=VALUE",
                       help="external: delegate option (repeatable)")
+
+
+def add_measurement_options(p: argparse.ArgumentParser) -> None:
+    """How each benchmark is run and sampled (shared with `deploy`)."""
     how = p.add_argument_group("measurement")
     how.add_argument("--runs", type=int, default=50, help="timed runs (benchmark_model --num_runs)")
     how.add_argument("--warmup", type=int, default=1, help="warm-up runs")
@@ -59,8 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--unplug", action="store_true",
                      help="`dumpsys battery unplug` during the job (and `reset` after) so power can be measured")
     how.add_argument("--allow-charging", action="store_true", help="report power even while charging")
-    p.add_argument("--json", action="store_true", help="print the records as JSON instead of a table")
-    p.set_defaults(run=run)
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -84,6 +94,11 @@ def settings_from(args: argparse.Namespace) -> ProfileSettings:
     for model in args.models:
         if not model.is_file():
             raise UserError(f"model file {model} does not exist", hint="give the path of a .tflite file")
+    return profile_settings(args, list(args.models))
+
+
+def profile_settings(args: argparse.Namespace, models: list[Path]) -> ProfileSettings:
+    """ProfileSettings from the options of ``add_delegate_options`` and ``add_measurement_options``."""
     xnnpack = {"on": [True], "off": [False], "both": [True, False]}[args.xnnpack]
     delegates = expand(args.delegates.split(","), threads=_ints(args.threads, "--threads"), xnnpack=xnnpack,
                        big_cores=args.big_cores, precision_loss=args.gpu_precision_loss,
@@ -93,7 +108,7 @@ def settings_from(args: argparse.Namespace) -> ProfileSettings:
         raise UserError("--runs must be 1 or more and --warmup 0 or more", hint="for example --runs 50 --warmup 1")
     runner = RunnerOptions(interval_s=args.sample_interval, baseline_s=args.baseline, cooldown_s=args.cooldown,
                            timeout_s=args.timeout)
-    return ProfileSettings(models=list(args.models), delegates=delegates, runner=runner,
+    return ProfileSettings(models=models, delegates=delegates, runner=runner,
                            benchmark_model=args.benchmark_model, num_runs=args.runs, warmup_runs=args.warmup,
                            min_secs=args.min_secs, op_profiling=args.op_profiling, peak_memory=args.peak_memory,
                            unplug=args.unplug,

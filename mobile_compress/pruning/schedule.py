@@ -57,6 +57,7 @@ class PruneJob:
     cache_dir: str | None = None
     hook_factory: HookFactory | None = None  # (unpruned teacher, student) -> extra Trainer hooks
     log: Callable[[str], None] = print
+    augment: bool = True  # random crops/flips on the fine-tuning images (off for data they do not suit)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
     if job.data is not None:
         norm = Normalization.from_dict(meta.normalization) if meta.normalization else None
         opened = dict(image_size=size, normalization=norm, cache_dir=job.cache_dir, seed=job.train.seed)
-        train = open_dataset(job.data, split="train", train=True, **opened)
+        train = open_dataset(job.data, split="train", train=job.augment, **opened)
         val = open_dataset(job.data, split="test", train=False, **opened)
         if meta.labels and list(train.classes) != list(meta.labels):
             raise UserError(f"the classes of {job.data} differ from those {job.checkpoint} was trained on",

@@ -56,6 +56,7 @@ class QuantizeJob:
     hooks: Sequence[Hook] = ()
     train_images: int | None = None  # QAT on this many training images, spread over the set (a budget)
     eval_images: int | None = None  # validate on this many test images, spread over the split (a budget)
+    augment: bool = True  # random crops/flips on the QAT images (off for data they do not suit)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -111,7 +112,7 @@ def run_quantize_job(job: QuantizeJob) -> QuantizeResult:
         qmeta.metrics.update({"val_top1": quantized_eval.top1, "val_top5": quantized_eval.top5})
         save_checkpoint(checkpoint, qmodel, qmeta)
     else:
-        train_set = open_dataset(data, split="train", train=True, seed=job.config.seed, **opened)
+        train_set = open_dataset(data, split="train", train=job.augment, seed=job.config.seed, **opened)
         if job.train_images is not None and job.train_images < len(train_set):
             train_set = _spread(train_set, job.train_images)
         hooks = [QatHook(job.freeze_bn_at, job.freeze_observers_at), *job.hooks]

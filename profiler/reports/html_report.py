@@ -89,7 +89,8 @@ def bar_svg(rows: list[dict[str, Any]], key: str, unit: str, title: str) -> str:
         y = 10 + i * ROW_H
         width = PLOT_W * max(r[key], 0) / top
         out.append(f'<text x="{LABEL_W - 6}" y="{y + 14}" text-anchor="end">{html.escape(r["label"])}</text>')
-        out.append(f'<rect x="{LABEL_W}" y="{y + 3}" width="{width:.1f}" height="14" fill="{_color(r["delegate"])}"/>')
+        fill = r.get("color") or _color(r["delegate"])  # a row may bring its own colour (e.g. before/after)
+        out.append(f'<rect x="{LABEL_W}" y="{y + 3}" width="{width:.1f}" height="14" fill="{fill}"/>')
         out.append(f'<text x="{LABEL_W + width + 6:.1f}" y="{y + 14}">{_fmt(r[key])} {unit}</text>')
     out.append("</svg>")
     return "\n".join(out)
@@ -140,6 +141,17 @@ def _slowest_ops(records: list[RunRecord], model: str) -> str:
     return "".join(parts)
 
 
+PAGE_STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:12px}"
+              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
+              "tr.bad td{background:#fdecea}.host{color:#a33;font-weight:bold}")
+
+
+def page_head(title: str) -> str:
+    """The opening of a self-contained report page (shared with reports built on these plots)."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{PAGE_STYLE}</style></head><body>")
+
+
 def render_html(records: Iterable[RunRecord], title: str = "mobile-compress profile",
                 environment: dict[str, Any] | None = None) -> str:
     records = list(records)
@@ -148,11 +160,7 @@ def render_html(records: Iterable[RunRecord], title: str = "mobile-compress prof
         row = flat(record)
         row["label"] = f"{row['device']} · {row['delegate']}"
         by_model[row["model"]].append(row)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-             "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
-             "tr.bad td{background:#fdecea}.host{color:#a33;font-weight:bold}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [page_head(title), f"<h1>{html.escape(title)}</h1>"]
     if environment:
         parts.append("<p>" + html.escape(", ".join(f"{k}: {v}" for k, v in environment.items()
                                                    if isinstance(v, (str, int, float)))) + "</p>")

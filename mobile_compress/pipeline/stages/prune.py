@@ -23,6 +23,7 @@ class PruneOptions:
     epochs_per_step: int
     training: TrainConfig
     distill: DistillConfig | None
+    augment: bool = True
 
 
 class PruneStage:
@@ -47,7 +48,8 @@ class PruneStage:
         config = f.wrap(None, lambda: PruneConfig(**values))
         return PruneOptions(config=config, data=data_option(f, ctx), steps=f.int("steps", 1),
                             epochs_per_step=f.int("epochs_per_step", 1, minimum=0),
-                            training=training_config(f), distill=parse_self_distill(f))
+                            training=training_config(f), distill=parse_self_distill(f),
+                            augment=f.bool("augment", True))
 
     def run(self, o: PruneOptions, ctx: RunContext) -> StageResult:
         assert ctx.input is not None
@@ -58,7 +60,7 @@ class PruneStage:
         result = run_prune_job(PruneJob(
             checkpoint=ctx.input, out_dir=str(ctx.stage_dir / "prune"), config=o.config, data=o.data, steps=o.steps,
             epochs_per_step=o.epochs_per_step, train=o.training, resume=ctx.resume and (ctx.stage_dir / "prune").is_dir(),
-            cache_dir=ctx.cache_dir, hook_factory=factory, log=ctx.log))
+            cache_dir=ctx.cache_dir, hook_factory=factory, log=ctx.log, augment=o.augment))
         return StageResult(str(result.checkpoint), CHECKPOINT, {
             "top1": result.top1, "top1_before": result.top1_before, "macs_before": result.macs_before,
             "macs_after": result.macs_after, "params_before": result.params_before,

@@ -22,6 +22,7 @@ class QuantizeOptions:
     freeze_bn_at: float
     freeze_observers_at: float
     distill: DistillConfig | None
+    augment: bool = True
 
 
 class QuantizeStage:
@@ -42,7 +43,7 @@ class QuantizeStage:
             freeze_bn_at=f.number("freeze_bn_at", 0.5, low=-1e-12, high=1.0, what="a fraction in [0, 1]"),
             freeze_observers_at=f.number("freeze_observers_at", 0.75, low=-1e-12, high=1.0,
                                          what="a fraction in [0, 1]"),
-            distill=distill)
+            distill=distill, augment=f.bool("augment", True))
         return options
 
     def run(self, o: QuantizeOptions, ctx: RunContext) -> StageResult:
@@ -52,7 +53,7 @@ class QuantizeStage:
             checkpoint=ctx.input, out_dir=str(ctx.stage_dir), method=o.method, data=o.data, config=o.training,
             calib_images=o.calib_images, freeze_bn_at=o.freeze_bn_at, freeze_observers_at=o.freeze_observers_at,
             cache_dir=ctx.cache_dir, resume=ctx.resume and (ctx.stage_dir / "train_state.pt").is_file(),
-            hooks=hooks))
+            hooks=hooks, augment=o.augment))
         return StageResult(str(result.checkpoint), CHECKPOINT, {
             "method": result.method, "float_top1": result.float_eval.top1,
             "quantized_top1": result.quantized_eval.top1, "calib_images": result.calib_images})

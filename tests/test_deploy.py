@@ -1,0 +1,244 @@
+"""`mobile-compress deploy`: a tiny recipe run, pushed to the virtual ADB device and profiled before/after,
+and the mistakes that must stop it before any work (no phone, several phones, a bad recipe).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from android_harness.transport import AttachedDevice
+from mobile_compress.cli import main
+from mobile_compress.errors import UserError
+from mobile_compress.pipeline import device_choice
+from mobile_compress.pipeline.deploy_models import Side
+from mobile_compress.pipeline.deploy_report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
+from profiler.results import RunRecord
+from test_profile_flow import adb_key, virtual_benchmark, virtual_device  # noqa: F401 - fixtures and the device
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TRAINING = {"epochs": 1, "batch_size": 8, "progress": False, "device": "cpu"}
+FAST_PROFILE = ["--runs", "3", "--warmup", "1", "--min-secs", "0", "--baseline", "1", "--sample-interval", "0.05"]
+
+
+def _npz(path: Path, n: int = 30, size: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    x = (rng.integers(0, 60, size=(n, size, size, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def _recipe(tmp_path: Path, **edits) -> Path:
+    """Train a small MobileNetV2 (the 'before'), prune it to half its MACs, convert to fp32 TFLite (the 'after')."""
+    _npz(tmp_path / "d.npz")
+    recipe = {"name": "tiny-deploy", "data": "d.npz", "latency": False, "stages": [
+        {"train": {"model": "mobilenet_v2", "image_size": 8, "options": {"width_mult": 0.25, "small_input": True},
+                   "training": TRAINING}},
+        {"prune": {"target": "macs=0.5", "epochs_per_step": 1, "training": TRAINING}},
+        {"convert": {"formats": ["fp32"], "calib_samples": 8, "parity_samples": 8}},
+    ]}
+    recipe.update(edits)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _lister(*devices: tuple[str, str]):
+    calls = []
+
+    def lister(kind):
+        calls.append(kind)
+        return [AttachedDevice(serial, state, "test", {}) for serial, state in devices]
+
+    lister.calls = calls
+    return lister
+
+
+# ----------------------------------------------------------------------------- end to end, on the virtual device
+
+
+@pytest.mark.slow  # two real conversions: ~1 min on 2 cores
+def test_deploy_on_the_virtual_device_end_to_end(tmp_path, adb_key, virtual_benchmark, capsys) -> None:  # noqa: F811
+    recipe, out = _recipe(tmp_path), tmp_path / "run"
+    with virtual_device(tmp_path) as dev:
+        serial = dev.serial
+        argv = ["deploy", str(recipe), "--device", serial, "--transport", "adb-shell-tcp", "--out", str(out),
+                "--delegates", "gpu,cpu", *FAST_PROFILE]
+        code = main(argv)
+        captured = capsys.readouterr()
+        sandbox = dev.sandbox.root
+        pushed = sandbox / "data/local/tmp/mobile-compress/tiny-deploy"
+        pushed_files = sorted(p.name for p in pushed.iterdir()) if pushed.is_dir() else []
+        leftovers = sorted(p.name for p in (sandbox / "data/local/tmp").iterdir())
+        # a second call with --resume keeps every finished stage, the before conversion and the ok runs
+        assert main(argv + ["--resume"]) == 0
+        again = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    report = json.loads((out / "deploy" / "deploy.json").read_text())
+    assert report["schema"] == "mobile-compress/deploy" and report["measured_on"]["mode"] == "device"
+    assert report["measured_on"]["serial"] == serial
+    assert report["measured_on"]["device_info"]["model"] == "Virtual Phone"
+    before, after = report["before"], report["after"]
+    assert before["checkpoint"].endswith("01_train/best") and before["format"] == "fp32"
+    assert after["checkpoint"].endswith("prune/final") and after["format"] == "fp32"
+    assert after["macs"] < before["macs"] and after["params"] < before["params"]
+    assert after["size_bytes"] < before["size_bytes"]
+    assert before["top1"] is not None and after["top1"] is not None
+    assert before["eval_images"] == after["eval_images"] > 0
+    runs = {d["delegate"]: d for d in report["delegates"]}
+    assert list(runs) == ["gpu-fp32", "cpu-1t"]
+    for role in ("before", "after"):
+        cpu = runs["cpu-1t"][role]
+        assert cpu["status"] == "ok" and cpu["median_ms"] > 0 and cpu["mem_mb"] > 0
+        assert cpu["power_mw"] is not None and cpu["mj_per_inference"] > 0  # the virtual battery's rail
+        # the virtual phone has no GPU: recorded as failed, and the cpu runs after it went on
+        assert runs["gpu-fp32"][role]["status"] == "failed" and "GPU" in runs["gpu-fp32"][role]["error"]
+    # the deployed model is on the phone, byte for byte; the profiler's working folder is gone
+    deployed = Path(after["tflite"])
+    assert report["pushed"]["ok"] and pushed_files == [Path(report["pushed"]["device_path"]).name]
+    assert (pushed / pushed_files[0]).read_bytes() == deployed.read_bytes()
+    assert leftovers == ["mobile-compress"]
+    # the views: one terminal table, CSV rows per figure, an HTML page with the profiler's plots
+    assert "latency p50" in captured.out and "cpu-1t" in captured.out
+    assert "x faster" in captured.out or "x slower" in captured.out
+    assert "phone 127.0.0.1" in captured.out
+    rows = list(csv.DictReader((out / "deploy" / "deploy.csv").open()))
+    figures = {(r["metric"], r["delegate"]) for r in rows}
+    assert {("MACs", ""), (".tflite size", ""), ("top-1 of the .tflite", ""), ("latency p50", "cpu-1t"),
+            ("memory", "cpu-1t"), ("power above idle", "cpu-1t"), ("latency p50", "gpu-fp32")} <= figures
+    gpu = next(r for r in rows if r["metric"] == "latency p50" and r["delegate"] == "gpu-fp32")
+    assert gpu["before_status"] == "failed" and "GPU" in gpu["note"]
+    page = (out / "deploy" / "deploy.html").read_text()
+    assert page.count("<svg") >= 5 and "before · cpu-1t" in page and "after · cpu-1t" in page
+    assert "profile/profile.html" in page and (out / "deploy" / "profile" / "profile.html").is_file()
+    assert "finished in an earlier run, kept" in again.out and "already in" in again.out
+
+
+# ----------------------------------------------------------------------------- mistakes stop it before any work
+
+
+def test_no_device_is_one_clear_error_naming_device(tmp_path, monkeypatch, capsys) -> None:
+    lister = _lister()
+    monkeypatch.setattr(device_choice, "list_devices", lister)
+    out = tmp_path / "run"
+    assert main(["deploy", str(_recipe(tmp_path)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--device auto: no Android device is attached" in err and "--host" in err and "Traceback" not in err
+    assert lister.calls and not out.exists()
+
+
+def test_several_devices_ask_for_one_by_serial(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(device_choice, "list_devices", _lister(("R5CT1", "device"), ("emulator-5554", "device")))
+    out = tmp_path / "run"
+    assert main(["deploy", str(_recipe(tmp_path)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 devices are attached (R5CT1 (device), emulator-5554 (device))" in err
+    assert "--device SERIAL" in err and not out.exists()
+
+
+def test_the_only_device_unauthorized_says_how_to_allow_it(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(device_choice, "list_devices", _lister(("R5CT1", "unauthorized")))
+    assert main(["deploy", str(_recipe(tmp_path)), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "R5CT1, is unauthorized" in err and "Allow USB debugging" in err
+
+
+def test_bad_recipe_fails_first_naming_the_key(tmp_path, monkeypatch, capsys) -> None:
+    lister = _lister(("R5CT1", "device"))
+    monkeypatch.setattr(device_choice, "list_devices", lister)
+    recipe = _recipe(tmp_path)
+    data = yaml.safe_load(recipe.read_text())
+    data["stages"][1]["prune"]["target"] = "macs=2"
+    recipe.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    assert main(["deploy", str(recipe), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.yaml: stages[1].prune.target 'macs=2'" in err
+    assert not lister.calls and not out.exists(), "the recipe is checked before the phone is looked for"
+
+
+def test_recipe_without_a_tflite_stage_is_refused_before_work(tmp_path, capsys) -> None:
+    recipe = _recipe(tmp_path)
+    data = yaml.safe_load(recipe.read_text())
+    data["stages"].pop()
+    recipe.write_text(yaml.safe_dump(data))
+    assert main(["deploy", str(recipe), "--host", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.yaml: stages: no stage produces a .tflite to deploy" in err and "export-app" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_option_mistakes(tmp_path, capsys) -> None:
+    recipe = _recipe(tmp_path)
+    assert main(["deploy", str(recipe), "--host", "--device", "R5CT1"]) == 2
+    assert "--host and --device R5CT1" in capsys.readouterr().err
+    assert main(["deploy", str(recipe), "--host", "--delegates", "tpu"]) == 2
+    assert "unknown delegate 'tpu'" in capsys.readouterr().err
+    assert main(["deploy", str(tmp_path / "missing.yaml"), "--host"]) == 2
+    assert "missing.yaml does not exist" in capsys.readouterr().err
+
+
+def test_a_device_that_cannot_be_opened_or_has_no_benchmark_model_stops_before_work(
+        tmp_path, adb_key, virtual_benchmark, monkeypatch, capsys) -> None:  # noqa: F811
+    recipe, out = _recipe(tmp_path), tmp_path / "run"
+    assert main(["deploy", str(recipe), "--device", "127.0.0.1:1", "--transport", "adb-shell-tcp",
+                 "--out", str(out)]) == 2
+    assert "--device 127.0.0.1:1: cannot open the device" in capsys.readouterr().err
+    monkeypatch.setenv("MOBILE_COMPRESS_BENCHMARK_MODEL", str(tmp_path / "nowhere" / "benchmark_model"))
+    with virtual_device(tmp_path) as dev:
+        assert main(["deploy", str(recipe), "--device", dev.serial, "--transport", "adb-shell-tcp",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark_model not found" in err and "android_aarch64_benchmark_model" in err
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- the comparison itself
+
+
+def _record(model: str, delegate: str, status: str = "ok", median: float | None = None, **extra) -> RunRecord:
+    latency = None if median is None else {"n": 10, "mean_ms": median * 1.1, "median_ms": median, "min_ms": median,
+                                            "max_ms": median * 1.5}
+    return RunRecord(device="R5CT1", model=model, delegate=delegate, status=status, latency=latency, **extra)
+
+
+def test_comparison_rows_say_what_the_deploy_bought() -> None:
+    before = Side("before", "t/best", "b.tflite", "fp32", "x", arch="resnet20", params=270_000, macs=40_000_000,
+                  size_bytes=1_100_000, top1=96.0, eval_images=359, eval_split="test")
+    after = Side("after", "s/best", "a.tflite", "int8", "y", arch="mobilenet_v2", params=90_000, macs=5_000_000,
+                 size_bytes=275_000, top1=95.2, eval_images=359, eval_split="test")
+    records = [_record("before.tflite", "cpu-1t", median=4.0, power={"above_baseline_mw": 800.0}),
+               _record("after.tflite", "cpu-1t", median=1.0, power={"above_baseline_mw": 600.0}),
+               _record("before.tflite", "gpu-fp32", "failed", error="Failed to apply GPU delegate"),
+               _record("after.tflite", "gpu-fp32", median=0.5)]
+    report = DeployReport("r.yaml", "run", before, after, records, {"mode": "device", "serial": "R5CT1"})
+    rows = {(r["metric"], r["delegate"]): r for r in comparison_rows(report)}
+    assert rows[("top-1 of the .tflite", "")]["change"] == "-0.80 pts"
+    assert rows[(".tflite size", "")]["change"] == "4.00x smaller" and rows[(".tflite size", "")]["unit"] == "bytes"
+    assert rows[("MACs", "")]["change"] == "8.00x fewer"
+    assert rows[("latency p50", "cpu-1t")]["change"] == "4.00x faster"
+    assert rows[("power above idle", "cpu-1t")]["change"] == "1.33x less"
+    gpu = rows[("latency p50", "gpu-fp32")]
+    assert gpu["before"] is None and gpu["after"] == 0.5 and gpu["change"] is None
+    assert gpu["before_status"] == "failed" and "Failed to apply GPU delegate" in gpu["note"]
+    text = format_report(report)
+    assert "failed" in text and "4.00x faster" in text and "phone R5CT1" in text
+    assert change(MODEL_METRICS[1], 100, 200) == "2.00x larger"
+
+
+def test_host_choice_and_device_choice_share_one_rule() -> None:
+    none, one, two = _lister(), _lister(("R5CT1", "device")), _lister(("A", "device"), ("B", "offline"))
+    assert device_choice.find_phone(lister=none).host
+    assert device_choice.find_phone(lister=one).serial == "R5CT1"
+    assert device_choice.choose_device("auto", lister=one) == "R5CT1"
+    choice = device_choice.find_phone(lister=two)
+    assert choice.host and "2 devices are attached (A (device), B (offline))" in choice.reason
+    with pytest.raises(UserError, match="2 devices are attached"):
+        device_choice.choose_device("auto", lister=two)
+    assert device_choice.choose_device("XYZ", lister=none) == "XYZ"  # a named serial is not looked up
