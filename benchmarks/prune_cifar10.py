@@ -57,7 +57,8 @@ PEER_MODELS = ("resnet56", "mobilenet_v2")
 
 def checkpoint_for(key: str, data: str, out: Path, args: argparse.Namespace) -> Path:
     arch, options = MODELS[key]
-    for candidate in (TRAINED / key / "best", TRAINED / arch / "best", out / "trained" / arch / "best"):
+    trained = Path(args.checkpoints).expanduser()
+    for candidate in (trained / key / "best", trained / arch / "best", out / "trained" / arch / "best"):
         if (candidate / "checkpoint.json").is_file():
             return candidate
     print(f"{key}: no CIFAR-10 checkpoint; training {arch} for {args.shufflenet_minutes:g} min first")
@@ -223,6 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(CACHE / "datasets" / "cifar10"), help="CIFAR-10 tarball or folder")
     ap.add_argument("--out", default=str(CACHE / "benchmarks" / "prune_cifar10"), help="outside the repository")
+    ap.add_argument("--checkpoints", default=str(TRAINED), help="train_cifar10.py's checkpoints (<dir>/<model>/best)")
     ap.add_argument("--models", default="resnet56,mobilenet_v2,shufflenet_v2")
     ap.add_argument("--target", type=float, default=0.5, help="fraction of MACs kept")
     ap.add_argument("--epochs", type=int, default=5, help="fine-tune epochs, the same for every method")
