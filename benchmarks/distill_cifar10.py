@@ -1,6 +1,10 @@
 """Knowledge distillation on CIFAR-10: the ResNet-56 teacher into MobileNetV2 and ShuffleNetV2 students.
 
     python benchmarks/distill_cifar10.py --budget-minutes 240
+    python benchmarks/distill_cifar10.py --budget-minutes 60 --train-images 10000 --epochs 4
+
+``--train-images`` trains every run on the same class-balanced subset of the training set (a
+folder of links beside the dataset), for budgets where whole epochs of 50,000 images do not fit.
 
 Every student is trained with the same recipe, the same number of epochs and the same
 per-run wall-clock cap, once without KD (cross-entropy only) and once with each
@@ -42,6 +46,23 @@ STUDENTS = {
     "shufflenet_v2_x1_0": {"small_input": True},
 }
 VARIANTS = ("none", "logit", "hint", "at", "rkd")
+
+
+def training_subset(data: Path, images: int) -> Path:
+    """A folder of links: the first ``images / classes`` training images of every class, and the whole test set."""
+    classes = sorted(d for d in (data / "train").iterdir() if d.is_dir())
+    per_class = images // len(classes)
+    subset = data.parent / f"{data.name}-train{per_class * len(classes)}"
+    for folder in classes:
+        target = subset / "train" / folder.name
+        target.mkdir(parents=True, exist_ok=True)
+        for image in sorted(folder.iterdir())[:per_class]:
+            link = target / image.name
+            if not link.is_symlink():
+                link.symlink_to(image)
+    if not (subset / "test").exists():
+        (subset / "test").symlink_to(data / "test", target_is_directory=True)
+    return subset
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,8 @@ def main() -> None:
     ap.add_argument("--students", default=",".join(STUDENTS), help="comma-separated subset of " + ",".join(STUDENTS))
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     ap.add_argument("--epochs", type=int, help="epochs per run instead of the planned number (the cap still applies)")
+    ap.add_argument("--train-images", type=int, default=0,
+                    help="train every run on this class-balanced subset of the training images (0: all)")
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -103,7 +126,8 @@ def main() -> None:
     bad = [s for s in students if s not in STUDENTS] + [v for v in variants if v not in VARIANTS]
     if bad:
         raise SystemExit(f"unknown student or variant: {', '.join(bad)}")
-    data = str(dataset_dir(args.data))
+    data = dataset_dir(args.data)
+    data = str(training_subset(data, args.train_images) if args.train_images else data)
     out = outside_repo(args.out)
     teacher, meta = load_checkpoint(args.teacher)
     train = open_dataset(data, split="train", image_size=32, train=True)
@@ -125,13 +149,14 @@ def main() -> None:
 
     for run in runs:
         settings = {"epochs": epochs_for[run.student], "cap_min": share_s / 60, "batch": args.batch_size,
+                    "train_images": len(train),
                     "lr": args.lr, "precision": args.precision, "temperature": args.temperature, "alpha": args.alpha}
         if run.key in results and results[run.key]["settings"] == settings and results[run.key].get("done"):
             print(f"{run.key}: done in an earlier invocation, kept")
             continue
         config = TrainConfig(epochs=settings["epochs"], batch_size=args.batch_size, lr=args.lr, warmup_epochs=1
                              if settings["epochs"] > 1 else 0, weight_decay=5e-4, precision=args.precision,
-                             max_minutes=share_s / 60, seed=0)
+                             max_minutes=share_s / 60, seed=0, eval_every=settings["epochs"])
         run_dir = out / run.student / run.variant
         resume = (run_dir / "train_state.pt").is_file() and results.get(run.key, {}).get("settings") == settings
         results[run.key] = {"settings": settings, "done": False}
@@ -154,17 +179,21 @@ def main() -> None:
         print(json.dumps(results[run.key], indent=2))
 
     if not args.no_write:
-        update_section("distill_cifar10", render(results, students, variants, teacher_top1, meta.arch, args))
+        update_section("distill_cifar10", render(results, students, variants, teacher_top1, meta.arch, args, len(train)))
         print("BENCHMARKS.md updated")
 
 
 def render(results: dict, students: list[str], variants: list[str], teacher_top1: float, teacher_arch: str,
-           args: argparse.Namespace) -> str:
+           args: argparse.Namespace, train_images: int) -> str:
     env = environment()
     lines = [
         "## Knowledge distillation on CIFAR-10 (`benchmarks/distill_cifar10.py`)",
         "",
-        f"Command: `python benchmarks/distill_cifar10.py --budget-minutes {args.budget_minutes:g}`. Teacher: "
+        f"Command: `python benchmarks/distill_cifar10.py --budget-minutes {args.budget_minutes:g}"
+        + (f" --train-images {args.train_images}" if args.train_images else "")
+        + (f" --epochs {args.epochs}" if args.epochs else "") + "`. "
+        + (f"Training set: a class-balanced subset of {train_images:,} of the 50,000 training images, the same for "
+           "every run. " if args.train_images else "") + "Teacher: "
         f"{teacher_arch} from `train_cifar10.py` ({teacher_top1:.2f}% test top-1). Each student is trained once "
         "without KD and once with each loss on top of the cross-entropy, with the same epochs, recipe and per-run "
         f"time cap (SGD Nesterov, peak lr {args.lr:g}, cosine, batch {args.batch_size}, pad-4 crop + flip, "
