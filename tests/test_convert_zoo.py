@@ -1,12 +1,12 @@
 """Conversion coverage: every zoo model, at its full input size and with the small-input stem, at
-every width, converts to ONNX and all four TFLite flavours, each of which loads and runs, and
-the ONNX and fp32 TFLite artifacts compute what PyTorch computes (max|diff| <= 1e-4 x max|logit|).
+every width, converts to ONNX and all four TFLite flavours, each of which loads and runs and passes
+the converters' parity bars against PyTorch: ONNX and fp32 max|diff| <= 1e-4 x max|logit|, fp16
+cosine >= 0.9999, int8 top-1 agreement >= 98% with no float fallback.
 
-The weights are fresh, with BatchNorm statistics and a linear-probe classifier fitted on the
-built-in digits (``mobile_compress.zoo_checkpoint``): trained weights for every variant do not
-exist. The fp32 bar is a property of the conversion alone and is asserted. The fp16 and int8
-bars measure rounding against how well the classes are separated, which fresh features do
-poorly, so their figures are printed (and tabulated by benchmarks/convert_zoo.py), not asserted.
+The fp16 and int8 bars measure rounding against how well the classes are separated, so they need
+trained features: each variant is first fitted for a few epochs on the built-in digits at its own
+input size (``zoo_checkpoint(train_epochs=...)``). Fresh weights with a linear probe do not do:
+their int8 agreement is around 80%, whatever the converter does.
 """
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def coverage_cases() -> list[tuple[str, dict]]:
     return cases
 
 
-# Fresh MobileNetV2 at 224 has near-collinear pooled features: even ONNX Runtime differs from
-# PyTorch by ~1.8e-4 x max|logit| (the fp32 bar is 1e-4), so the bar cannot tell a conversion
-# error from float reordering on these weights. Known, kept visible: trained weights are needed.
-ILL_CONDITIONED = {("mobilenet_v2", False)}
+TRAIN_EPOCHS = 3
+TRAIN_IMAGES = 2000  # all 1,437 training digits: 30 steps from scratch leave a 224-pixel MobileNetV3 at chance
+MIN_ACCURACY = 0.5  # of the PyTorch model on the parity images (10 classes: chance is 0.1)
+PARITY_SAMPLES = 100  # 98% agreement then allows 2 flips, not 0 as with 32 samples
 
 
 def case_id(case: tuple[str, dict]) -> str:
@@ -54,26 +54,23 @@ def test_the_matrix_covers_every_model_and_both_stems():
     assert {o.get("width_mult") for n, o in cases if n == "mobilenet_v3_small"} == set(WIDTHS)
 
 
-def marked(case: tuple[str, dict]):
-    name, options = case
-    if (name, bool(options.get("small_input"))) in ILL_CONDITIONED:
-        return pytest.param(case, marks=pytest.mark.xfail(reason="fresh weights are ill-conditioned at 224: even "
-                                                                  "ONNX Runtime misses the fp32 bar", strict=False))
-    return case
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [marked(c) for c in coverage_cases()], ids=case_id)
+@pytest.mark.parametrize("case", coverage_cases(), ids=case_id)
 def test_zoo_model_converts_to_every_format_within_parity(case, tmp_path):
     name, options = case
-    checkpoint = zoo_checkpoint(name, tmp_path / "ck", **options)
+    checkpoint = zoo_checkpoint(name, tmp_path / "ck", train_epochs=TRAIN_EPOCHS, train_images=TRAIN_IMAGES, **options)
     report = convert(ConvertConfig(source=checkpoint, out_dir=tmp_path / "out", calib="builtin",
-                                   calib_samples=32, parity_samples=32, progress=False))
+                                   calib_samples=32, parity_samples=PARITY_SAMPLES, progress=False))
+    for a in report.artifacts:
+        print(f"{case_id(case)} {a.format}: max|diff| {a.parity.max_abs_diff / a.parity.max_abs_reference:.2e} x "
+              f"max|logit|, cosine {a.parity.cosine_min:.6f}, top-1 agreement {a.parity.top1_agreement:.1%}, "
+              f"accuracy {a.parity.top1_accuracy}, float ops {len(a.float_fallback or [])}")
     assert [a.format for a in report.artifacts] == ["onnx", "fp32", "fp16", "dynamic", "int8"]
     errors = [f"{a.format}: {a.error}" for a in report.artifacts if a.error]
     assert not errors, errors
-    exact = [f"{a.format}: {'; '.join(a.problems)}" for a in report.artifacts if a.format in ("onnx", "fp32") and a.problems]
-    assert not exact, exact
-    for a in report.artifacts:
-        print(f"{case_id(case)} {a.format}: cosine {a.parity.cosine_min:.6f}, top-1 agreement "
-              f"{a.parity.top1_agreement:.1%}, float ops {len(a.float_fallback or [])}")
+    problems = [f"{a.format}: {'; '.join(a.problems)}" for a in report.artifacts if a.problems]
+    assert not problems, problems
+    # Agreement means something only if the model separates the classes: a network that answers
+    # one class for every image agrees with any rounding of itself.
+    reference = report.artifacts[0].parity.reference_top1_accuracy
+    assert reference is not None and reference >= MIN_ACCURACY, f"PyTorch top-1 {reference}: not trained enough"
