@@ -79,11 +79,7 @@ def channel_pads_to_conv(model) -> int:
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
     constants = _constants(model)
-    producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
+    producers, consumers = _producers_and_consumer_counts(model)
     rewritten, nodes, weights, dropped = 0, [], [], set()
     for node in model.graph.node:
         found = _channel_pad(node, shapes, constants)
@@ -166,11 +162,7 @@ def ambiguous_channel_shuffles_to_conv(model) -> int:
     from onnx import helper, numpy_helper
 
     infos = _tensor_infos(model)
-    producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
+    producers, consumers = _producers_and_consumer_counts(model)
     rewritten, nodes, weights, dropped, shape_inputs = 0, [], [], set(), []
     for node in model.graph.node:
         found = _ambiguous_channel_shuffle(node, infos, producers, consumers)
@@ -225,6 +217,16 @@ def _ambiguous_channel_shuffle(node, infos: dict, producers: dict, consumers: di
             or grouped[1] * grouped[2] != c:
         return None
     return (grouping, transpose), grouped[1]
+
+
+def _producers_and_consumer_counts(model) -> tuple[dict, dict[str, int]]:
+    """The node that makes each tensor, and how many node inputs read it."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    return producers, consumers
 
 
 def _tensor_infos(model) -> dict[str, tuple[int, list[int]]]:

@@ -62,8 +62,9 @@ def test_zoo_model_converts_to_every_format_within_parity(case, tmp_path):
     report = convert(ConvertConfig(source=checkpoint, out_dir=tmp_path / "out", calib="builtin",
                                    calib_samples=32, parity_samples=PARITY_SAMPLES, progress=False))
     for a in report.artifacts:
-        print(f"{case_id(case)} {a.format}: max|diff| {a.parity.max_abs_diff / a.parity.max_abs_reference:.2e} x "
-              f"max|logit|, cosine {a.parity.cosine_min:.6f}, top-1 agreement {a.parity.top1_agreement:.1%}, "
+        relative = a.parity.max_abs_diff / a.parity.max_abs_reference if a.parity.max_abs_reference else float("nan")
+        print(f"{case_id(case)} {a.format}: max|diff| {relative:.2e} x max|logit| "
+              f"({a.parity.max_abs_reference:.3g}), cosine {a.parity.cosine_min:.6f}, top-1 agreement {a.parity.top1_agreement:.1%}, "
               f"accuracy {a.parity.top1_accuracy}, float ops {len(a.float_fallback or [])}")
     assert [a.format for a in report.artifacts] == ["onnx", "fp32", "fp16", "dynamic", "int8"]
     errors = [f"{a.format}: {a.error}" for a in report.artifacts if a.error]

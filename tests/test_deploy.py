@@ -7,7 +7,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -19,19 +18,12 @@ from mobile_compress.pipeline.deploy_models import Side
 from mobile_compress.pipeline.deploy_report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
 from profiler.results import RunRecord
 from test_profile_flow import adb_key, virtual_benchmark, virtual_device  # noqa: F401 - fixtures and the device
+from test_recipes import _npz
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TRAINING = {"epochs": 1, "batch_size": 8, "progress": False, "device": "cpu"}
 FAST_PROFILE = ["--runs", "3", "--warmup", "1", "--min-secs", "0", "--baseline", "1", "--sample-interval", "0.05"]
-
-
-def _npz(path: Path, n: int = 30, size: int = 8) -> Path:
-    rng = np.random.default_rng(0)
-    y = np.arange(n) % 3
-    x = (rng.integers(0, 60, size=(n, size, size, 3)) + y[:, None, None, None] * 60).astype(np.uint8)
-    np.savez(path, x=x, y=y)
-    return path
 
 
 def _recipe(tmp_path: Path, **edits) -> Path:
