@@ -67,7 +67,7 @@ def evenly_spread(length: int, count: int) -> list[int]:
 
 def fit_briefly(model: nn.Module, images: Subset, epochs: int, seed: int) -> None:
     """A short AdamW fit in bf16: enough for class-separating features, not for accuracy records."""
-    config = TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw", lr=2e-3, weight_decay=0.0,
+    config = TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.0,
                          precision="bf16", seed=seed, progress=False)
     Trainer(model, config, images).fit()
 

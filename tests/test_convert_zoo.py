@@ -36,8 +36,12 @@ def coverage_cases() -> list[tuple[str, dict]]:
     return cases
 
 
-TRAIN_EPOCHS = 3
-TRAIN_IMAGES = 2000  # all 1,437 training digits: 30 steps from scratch leave a 224-pixel MobileNetV3 at chance
+# All 1,437 training digits, 8 epochs (AdamW, lr 1e-3). Measured with the small-input stem:
+# MobileNetV3-Small reaches 99% and ShuffleNetV2 x0.5 90-96%, and their int8 agreement passes;
+# 3 epochs left ShuffleNetV2 x0.5 at 86% with 95% int8 agreement, and 30 steps left a 224-pixel
+# MobileNetV3-Small at chance. SqueezeNet (no BatchNorm) reaches only ~30% this way.
+TRAIN_EPOCHS = 8
+TRAIN_IMAGES = 2000
 MIN_ACCURACY = 0.5  # of the PyTorch model on the parity images (10 classes: chance is 0.1)
 PARITY_SAMPLES = 100  # 98% agreement then allows 2 flips, not 0 as with 32 samples
 
