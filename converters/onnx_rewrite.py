@@ -102,10 +102,7 @@ def channel_pads_to_conv(model) -> int:
                                       kernel_shape=[1, 1], strides=[stride, stride]))
         rewritten += 1
     if rewritten:
-        kept = [n for n in nodes if id(n) not in dropped]
-        del model.graph.node[:]
-        model.graph.node.extend(kept)
-        model.graph.initializer.extend(weights)
+        _replace_nodes(model, [n for n in nodes if id(n) not in dropped], weights)
     return rewritten
 
 
@@ -183,9 +180,7 @@ def ambiguous_channel_shuffles_to_conv(model) -> int:
         rewritten += 1
     if rewritten:
         kept = [n for n in nodes if id(n) not in dropped]
-        del model.graph.node[:]
-        model.graph.node.extend(kept)
-        model.graph.initializer.extend(weights)
+        _replace_nodes(model, kept, weights)
         orphans = set(shape_inputs) - {name for n in kept for name in n.input}  # the removed Reshapes' shapes
         for init in [i for i in model.graph.initializer if i.name in orphans]:
             model.graph.initializer.remove(init)
@@ -217,6 +212,13 @@ def _ambiguous_channel_shuffle(node, infos: dict, producers: dict, consumers: di
             or grouped[1] * grouped[2] != c:
         return None
     return (grouping, transpose), grouped[1]
+
+
+def _replace_nodes(model, nodes: list, initializers: list) -> None:
+    """Make ``nodes`` the graph's node list (kept in order) and add ``initializers``."""
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(initializers)
 
 
 def _producers_and_consumer_counts(model) -> tuple[dict, dict[str, int]]:
