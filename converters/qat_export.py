@@ -267,8 +267,28 @@ def _write(model: TfliteModel, assigned: dict[int, tuple[float, int]], layers: d
     for op in model.ops:
         if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[0] in assigned:
             model.set_constant_like(op.inputs[2], op.inputs[0])
-    biases = {op_index: layers[layer][1] for op_index, layer in op_layer.items()}
+    biases = {op_index: layers[layer][1] for op_index, layer in op_layer.items()
+              if _same_bias(model, model.ops[op_index], layers[layer][1])}
     return model.rescale_biases(biases)
+
+
+def _same_bias(model: TfliteModel, op: Any, trained: np.ndarray) -> bool:
+    """Whether the op's bias is the layer's own, not one the converter folded a constant into.
+
+    TFLite's converter folds an add after a fully-connected layer into its bias (the
+    ``+ 3`` of a hardswish, MobileNetV3's classifier); that bias keeps its folded value.
+    """
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return True
+    info = model.tensors[op.inputs[2]]
+    if info.dtype != "INT32" or not info.constant:
+        return True
+    real = model.buffer(info.index).view(np.int32).astype(np.float64) * info.scale.astype(np.float64)
+    trained = np.asarray(trained, np.float64).reshape(-1)
+    if real.shape != trained.shape:
+        return False
+    step = np.abs(info.scale.astype(np.float64)) * 2 + 1e-6 * max(float(np.abs(trained).max()), 1e-12)
+    return bool(np.all(np.abs(real - trained) <= step))
 
 
 def _probe(path: Path, qmodel: Any, tensors: list, probe_nchw: np.ndarray, layout: str

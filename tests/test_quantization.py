@@ -291,3 +291,20 @@ def test_cli_quantize_mistakes_exit_2_with_a_message(tmp_path, capsys) -> None:
     assert "already quantized" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["quantize", "--method", "int4", str(tmp_path / "q"), "--out", str(tmp_path / "o")])
+
+
+def test_fc_before_a_hardswish_gets_no_output_quantizer_as_tflite_folds_it() -> None:
+    """TFLite computes the hardswish's two pieces from two copies of the FC, never the FC's output in int8."""
+    from mobile_compress.quantization.deploy import quantizer_layers
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Hardswish(), nn.Linear(16, 4), nn.Hardswish())
+    qmodel = prepare(model, (1, 3, 2, 2))
+    quantized_layers = set(quantizer_layers(qmodel).values())
+    assert "1" not in quantized_layers  # feeds a hardswish
+    assert "3" not in quantized_layers  # so does the last one
+    conv = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    assert "0" in set(quantizer_layers(prepare(conv, (1, 3, 4, 4))).values())  # a conv's output stays int8
+    x = torch.randn(8, 3, 2, 2)
+    calibrate(qmodel, [(image, 0) for image in x], 8)
+    assert torch.allclose(qmodel(x), model(x), atol=0.1)  # still the same function, within int8 rounding

@@ -21,6 +21,7 @@ from test_quantization import FAMILIES, UserNet, _family
 
 pytestmark = pytest.mark.slow
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
+FIT_EPOCHS = {"squeezenet1_1": 12}  # no BatchNorm: it learns more slowly from the same start
 
 
 def _arrays(dataset, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +98,36 @@ def test_qat_tflite_equals_its_simulation_on_held_out_digits(digits, tmp_path, s
     assert parity.samples == len(test)  # the whole held-out split
     assert parity.top1_agreement >= 0.99
     assert abs(parity.top1_accuracy - parity.reference_top1_accuracy) <= 0.002  # 0.2 points
+
+
+@pytest.mark.parametrize("name,options", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_family_fitted_then_qat_tflite_equals_its_simulation(name, options, digits, tmp_path,
+                                                                   single_thread) -> None:
+    """Item 4 on each student family: a fitted network, QAT, then the .tflite against the fake-quant model."""
+    from mobile_compress.training import TrainConfig, Trainer, evaluate
+    from mobile_compress.zoo_checkpoint import fit_briefly
+
+    _, test, calib, size = digits
+    model = _family(name, options, classes=10)
+    fit_briefly(model, calib, epochs=FIT_EPOCHS.get(name, 8), seed=0)  # unaugmented: flipped digits mislead
+    qmodel = prepare(model, (1, 3, size, size))
+    calibrate(qmodel, calib, 256)
+    Trainer(qmodel, TrainConfig(epochs=2, batch_size=32, optimizer="adamw", lr=1e-4, weight_decay=0.0,
+                                progress=False), calib, test, hooks=[QatHook(0.5, 0.75)], log=lambda _: None).fit()
+    # trained, not degenerate (one answer for every image agrees with any rounding of itself); the
+    # coverage tests' bar
+    assert evaluate(qmodel, test).top1 >= 50
+    x_test, y_test = _arrays(test)
+    report = export_int8(qmodel, tmp_path, _arrays(calib, 16)[0], x_test, y_test)
+    _assert_carries_the_training(report, qmodel, exact=False)
+    parity = report.artifact("int8").parity
+    print(name, parity)
+    assert parity.samples == len(test)
+    assert parity.top1_agreement >= 0.99
+    # 0.2 points, or one image where this 359-image split cannot resolve 0.2 points (one image is 0.28);
+    # benchmarks/quantize_cifar10.py measures the 0.2-point bar on 10,000 CIFAR-10 test images
+    differing_images = abs(parity.top1_accuracy - parity.reference_top1_accuracy) * parity.samples
+    assert differing_images <= max(0.002 * parity.samples, 1) + 1e-6
 
 
 @pytest.mark.parametrize("name,options", FAMILIES + [("user", {})], ids=[f[0] for f in FAMILIES] + ["user"])

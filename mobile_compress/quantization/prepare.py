@@ -205,7 +205,7 @@ def _owner(node: fx.Node) -> str:
 def _insert_quantizers(gm: fx.GraphModule) -> None:
     graph = gm.graph
     kinds = {node: _kind(gm, node) for node in graph.nodes}
-    wanted = [n for n in graph.nodes if kinds[n] == "new" and _is_tensor(n)]
+    wanted = [n for n in graph.nodes if kinds[n] == "new" and _is_tensor(n) and not _feeds_fc_hardswish(gm, n)]
     for node in list(wanted):
         # a fusable activation after an add/mul: TFLite fuses it, one scale after both
         if _fusable_activation(gm, node) is not None and node.args:
@@ -233,6 +233,19 @@ def _insert_quantizers(gm: fx.GraphModule) -> None:
         fq.meta = dict(node.meta)
         paths[fq] = path
         node.replace_all_uses_with(fq, delete_user_cb=lambda user: user is not fq)
+
+
+def _feeds_fc_hardswish(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """A fully-connected layer whose only user is a hardswish has no int8 output of its own in TFLite.
+
+    The converter folds the hardswish's ``+ 3`` (with ReLU6) into one copy of the FC and its
+    ``* 1/6`` into a second copy, so the two inner pieces are computed from the FC's int32
+    accumulator directly (MobileNetV3's classifier); quantizing the FC output as well made
+    the simulation disagree with the .tflite on most images.
+    """
+    user = _only_user(node)
+    return isinstance(_module(gm, node), QLinear) and user is not None \
+        and isinstance(_module(gm, user), DecomposedHardswish)
 
 
 def _link_input_quantizers(gm: fx.GraphModule) -> None:
