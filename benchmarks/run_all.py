@@ -85,9 +85,9 @@ def _checkpoints(s: Settings) -> str:
 
 
 def _train_complete(data: Any) -> bool:
-    from train_cifar10 import PLANS
+    from train_cifar10 import DEFAULT_MODELS
 
-    return isinstance(data, list) and {p.model for p in PLANS} <= {r.get("model") for r in data}
+    return isinstance(data, list) and set(DEFAULT_MODELS) <= {r.get("model") for r in data}
 
 
 def _quantize_complete(data: Any) -> bool:

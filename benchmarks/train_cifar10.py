@@ -49,6 +49,7 @@ PLANS = (
     Plan("shufflenet_v2_x1_0", {"small_input": True}, "student", 0.5),
     Plan("mobilenet_v3_small", {"small_input": True}, "student", 0.5),
 )
+DEFAULT_MODELS = ("resnet56", "mobilenet_v2")  # the teacher and student every other benchmark starts from
 
 
 def probe_images_per_sec(name: str, options: dict, batch: int, precision: str, steps: int = 8) -> float:
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="total wall-clock budget for all models")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--models", default="resnet56,mobilenet_v2",
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
                     help="subset to train; the others keep their rows from an earlier run in --out")
     ap.add_argument("--epochs", type=int, help="train this many epochs instead of the planned number (the budget still stops it)")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")

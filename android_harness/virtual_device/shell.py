@@ -41,6 +41,17 @@ class ShellService:
             status = code if code >= 0 else 128 - code
             self.stream.send(shell_v2.encode(shell_v2.EXIT, bytes([status & 0xFF])))
         self.stream.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        """Popen leaves its pipes open until garbage collection; a test session of device runs used to
+        pass 1,024 open descriptors, past which adb_shell's select() fails."""
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except (OSError, ValueError):
+                    pass  # the stdin feeder was writing as the command ended
 
     def _pump(self, pipe, packet_id: int) -> None:
         unmapper = Unmapper(self.sandbox.root)
