@@ -56,6 +56,33 @@ def _tflite_top1(path: str, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(run_tflite(Path(path), x, "nhwc").argmax(1) == y) * 100)
 
 
+def simulation_vs_tflite(checkpoint: Path, tflite: Path, x: np.ndarray, y: np.ndarray) -> dict:
+    """The fake-quant model against its .tflite on every test image: top-1 agreement and both accuracies."""
+    model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        sim = np.concatenate([model.eval()(torch.from_numpy(x[i:i + 500])).argmax(1).numpy()
+                              for i in range(0, len(x), 500)])
+    deployed = run_tflite(tflite, x, "nhwc").argmax(1)
+    return {"agreement": float(np.mean(sim == deployed) * 100), "fake_quant_top1": float(np.mean(sim == y) * 100),
+            "tflite_top1": float(np.mean(deployed == y) * 100), "images": len(y)}
+
+
+def rescore(out: Path, args) -> list[dict]:
+    """Recompute the simulation-vs-.tflite figures of a finished run from its kept checkpoints and files."""
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    for row in rows:
+        if "error" in row:
+            continue
+        x, y = _test_arrays(Path(args.data), Path(row["checkpoint"]), args.test_images)
+        for method in ("ptq", "qat"):
+            checkpoint = out / row["model"] / method / ("best" if method == "qat" else "checkpoint")
+            tflite = out / row["model"] / method / "int8" / "model_int8.tflite"
+            if tflite.is_file():
+                row[f"{method}_vs_sim"] = simulation_vs_tflite(checkpoint, tflite, x, y)
+                print(row["model"], method, row[f"{method}_vs_sim"], flush=True)
+    return rows
+
+
 def _float_checkpoint(name: str, args, data: Path, out: Path) -> tuple[Path, str]:
     given = Path(args.checkpoints).expanduser() / name / "best"
     if (given / "checkpoint.json").is_file():
@@ -127,6 +154,7 @@ def run_model(name: str, args, data: Path, out: Path) -> dict:
         row[f"{method}_bytes"] = art.size_bytes
         row[f"{method}_float_fallback"] = len(art.float_fallback or [])
         row[f"{method}_agreement_with_sim"] = art.parity.top1_agreement if art.parity else None
+        row[f"{method}_vs_sim"] = simulation_vs_tflite(result.checkpoint, Path(art.path), x, y)
         row[f"{method}_minutes"] = (time.time() - start) / 60
         print(f"{name}: {method} int8 .tflite {row[f'{method}_top1']:.2f}% (fake-quant {result.quantized_eval.top1:.2f}%,"
               f" {row[f'{method}_minutes']:.1f} min)", flush=True)
@@ -140,26 +168,27 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_section(rows: list[dict], args, env) -> None:
-    command = " ".join(["python benchmarks/quantize_cifar10.py", *sys.argv[1:]])
-    lines = ["## Quantization on CIFAR-10 (`benchmarks/quantize_cifar10.py`)", "", f"Command: `{command}`.", "",
+def write_section(rows: list[dict], args, env, command: str, rescored: bool = False) -> None:
+    lines = ["## Quantization on CIFAR-10 (`benchmarks/quantize_cifar10.py`)", "", f"Command: `{command}`." + (" The fake-quant columns were recomputed from the run's kept checkpoints "
+                                          "and .tflite files with `--rescore`." if rescored else ""), "",
              env.markdown(), "",
              f"Accuracy (top-1 %) of each .tflite in the LiteRT interpreter on CIFAR-10 test images; "
              f"torch.ao PTQ is scored in PyTorch (x86 backend). PTQ: {args.calib_images} calibration images. "
              f"QAT budget: {args.qat_epochs} epoch(s) over {args.qat_images or 50000} training images, lr {args.qat_lr:g}"
              + (f", at most {args.qat_minutes:g} min" if args.qat_minutes else "") + ", BN frozen after half, "
              "ranges after three quarters of the steps. "
-             f"This run: models {args.models}, {args.test_images} test images (a small sample: one image is "
+             f"This run: models {args.models}, {args.test_images} test images (one image is "
              f"{100 / max(args.test_images, 1):.2f} points); the defaults score all 10,000 and train the students "
              "that have no CIFAR-10 checkpoint.", "",
-             "| model | test images | fp32 | PTQ int8 | QAT int8 | torch.ao PTQ | QAT .tflite = fake-quant (top-1 agreement) "
-             "| int8 size | float checkpoint |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| model | test images | fp32 | PTQ int8 | QAT int8 | torch.ao PTQ | QAT fake-quant | "
+             "QAT .tflite = fake-quant (top-1 agreement, every test image) | int8 size | float checkpoint |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         size = r.get("qat_bytes") or r.get("ptq_bytes")
+        vs = r.get("qat_vs_sim") or {}
         lines.append(f"| {r['model']} | {r.get('test_images', '')} | {_cell(r.get('fp32_top1'))} | "
                      f"{_cell(r.get('ptq_top1'))} | {_cell(r.get('qat_top1'))} | {_cell(r.get('torch_ptq_top1'))} | "
-                     f"{_cell(100 * r['qat_agreement_with_sim']) + ' %' if r.get('qat_agreement_with_sim') else ''} | "
+                     f"{_cell(vs.get('fake_quant_top1'))} | {_cell(vs.get('agreement')) + ' %' if vs else ''} | "
                      f"{f'{size / 1e6:.2f} MB' if size else ''} | {r.get('checkpoint_origin', r.get('error', ''))} |")
     update_section("quantize_cifar10", "\n".join(lines))
 
@@ -181,11 +210,25 @@ def main() -> None:
     p.add_argument("--train-minutes", type=float, default=60.0, help="for models without a checkpoint")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-update", action="store_true", help="do not write BENCHMARKS.md")
+    p.add_argument("--rescore", action="store_true",
+                   help="only recompute the fake-quant vs .tflite figures of the run kept in --out (its own arguments)")
     args = p.parse_args()
     data = dataset_dir(args.data)
     out = outside_repo(args.out)
     env = environment()
     print(env.markdown(), flush=True)
+    if args.rescore:
+        saved = json.loads((out / "results.json").read_text())
+        run_args = argparse.Namespace(**saved["args"])
+        rows = rescore(out, argparse.Namespace(**{**saved["args"], "data": str(data)}))
+        (out / "results.json").write_text(json.dumps({**saved, "rows": rows}, indent=2, default=str))
+        if not args.no_update:
+            changed = [f"--{k.replace('_', '-')} {v}" for k, v in vars(run_args).items()
+                       if k not in ("data", "out", "checkpoints") and v != p.get_default(k)
+                       and not isinstance(v, bool)]
+            write_section(rows, run_args, env, " ".join(["python benchmarks/quantize_cifar10.py", *changed]),
+                          rescored=True)
+        return
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         try:
@@ -197,7 +240,7 @@ def main() -> None:
                                                      indent=2, default=str))
     print(json.dumps(rows, indent=2, default=str))
     if not args.no_update:
-        write_section(rows, args, env)
+        write_section(rows, args, env, " ".join(["python benchmarks/quantize_cifar10.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
