@@ -65,9 +65,18 @@ def evenly_spread(length: int, count: int) -> list[int]:
     return list(range(0, length, step))[:count]
 
 
+# AdamW's rate for the short fit. A network without BatchNorm (SqueezeNet) needs the lower one:
+# measured on the digits, 8 epochs, SqueezeNet 1.1 with the small-input stem ends at 9.7% (its
+# ReLUs die) at 1e-3 and at 85.5% at 3e-4.
+FIT_LR = 1e-3
+FIT_LR_WITHOUT_BATCHNORM = 3e-4
+
+
 def fit_briefly(model: nn.Module, images: Subset, epochs: int, seed: int) -> None:
     """A short AdamW fit in bf16: enough for class-separating features, not for accuracy records."""
-    config = TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.0,
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    config = TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw",
+                         lr=FIT_LR if has_bn else FIT_LR_WITHOUT_BATCHNORM, weight_decay=0.0,
                          precision="bf16", seed=seed, progress=False)
     Trainer(model, config, images).fit()
 

@@ -21,7 +21,6 @@ from test_quantization import FAMILIES, UserNet, _family
 
 pytestmark = pytest.mark.slow
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
-FIT_EPOCHS = {"squeezenet1_1": 16}  # no BatchNorm: it learns more slowly from the same start
 
 
 def _arrays(dataset, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -110,13 +109,13 @@ def test_every_family_fitted_then_qat_tflite_equals_its_simulation(name, options
 
     _, test, calib, size = digits
     model = _family(name, options, classes=10)
-    fit_briefly(model, calib, epochs=FIT_EPOCHS.get(name, 8), seed=0)  # unaugmented: flipped digits mislead
+    fit_briefly(model, calib, epochs=8, seed=0)  # unaugmented: flipped digits mislead
     qmodel = prepare(model, (1, 3, size, size))
     calibrate(qmodel, calib, 256)
     Trainer(qmodel, TrainConfig(epochs=2, batch_size=32, optimizer="adamw", lr=1e-4, weight_decay=0.0,
                                 progress=False), calib, test, hooks=[QatHook(0.5, 0.75)], log=lambda _: None).fit()
     # trained, not degenerate (one answer for every image agrees with any rounding of itself): 4x chance;
-    # SqueezeNet, without BatchNorm, reaches about 50 % in this budget
+    # fitted as here, SqueezeNet 1.1 reached 85 % and the others 89 to 96 %
     assert evaluate(qmodel, test).top1 >= 40
     x_test, y_test = _arrays(test)
     report = export_int8(qmodel, tmp_path, _arrays(calib, 16)[0], x_test, y_test)
