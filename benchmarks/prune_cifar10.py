@@ -1,24 +1,31 @@
 """Structured pruning on CIFAR-10 at 2x fewer MACs: ours against Torch-Pruning, with measured latency.
 
-    nice -n 19 python benchmarks/prune_cifar10.py --data ~/.cache/mobile-compress/datasets/cifar10
+    python benchmarks/prune_cifar10.py --data ~/.cache/mobile-compress/datasets/cifar10
 
 For each model the unpruned checkpoint is pruned to at most 50% of its MACs by each
 method, every pruned model gets the SAME fine-tune budget (epochs, images, optimiser,
-seed), and all are converted to fp32 .tflite and timed side by side in this one run on
+seed), and all are converted to fp32 .tflite and timed side by side in one run on
 the host LiteRT interpreter (``mobile_compress.litert.time_model``, 1 thread, XNNPACK).
 
 - ours: ``mobile_compress.pruning.prune`` (L1 filter norm, global cost-aware allocation
-  unless --allocation uniform, widths rounded to 8), a physically smaller model saved as a rebuildable checkpoint;
+  unless --allocation uniform, at least --min-keep of every layer, widths rounded to 8),
+  a physically smaller model saved as a rebuildable checkpoint; --variants adds rows for
+  other configurations of ours (``uniform``, ``min0``: no floor);
+- ``unpruned-finetuned``: the control, the unpruned model given the same fine-tune, so
+  that what the extra training alone gives is visible;
 - Torch-Pruning (the peer, installed only for this benchmark:
   ``pip install --no-deps torch-pruning==1.6.0``; --no-deps keeps the CPU torch): its
   MagnitudePruner with the same L1 importance, global pruning, round_to=8, stepped until
   the MACs are at most 50%, on resnet56 and mobilenet_v2. It cannot trace ShuffleNetV2's
-  channel shuffle, so shufflenet_v2 is ours alone (the run records its error).
+  channel shuffle, so shufflenet_v2 is ours alone.
 
-Checkpoints: resnet56 and mobilenet_v2 (small-input) from ``benchmarks/train_cifar10.py``;
+Checkpoints: ``<--checkpoints>/<model>/best`` from ``benchmarks/train_cifar10.py``;
 shufflenet_v2_x1_0 (small-input) is trained here first if missing, for --shufflenet-minutes.
-Results accumulate in ``--out/results.json`` (a killed run resumes model by model) and the
-section ``prune_cifar10`` of BENCHMARKS.md.
+Every finished (model, method) is kept in ``--out/<model>/rows/<method>.json`` with its
+fine-tuned weights, so a killed run resumes where it stopped, and --methods lets several
+processes share one model's methods. On a GPU machine without LiteRT, run with
+--no-latency, then --retime on the host converts and times what was fine-tuned there.
+Results: ``--out/results.json`` and the section ``prune_cifar10`` of BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -53,10 +60,13 @@ MODELS = {
     "shufflenet_v2": ("shufflenet_v2_x1_0", {"small_input": True}),
 }
 PEER_MODELS = ("resnet56", "mobilenet_v2")
-# Measured side by side at 2x fewer MACs (fp32 .tflite, 1 thread): the global greedy cut resnet56's latency by
-# 0.67 of its MAC cut (uniform 0.83) and mobilenet_v2's by 0.80 (uniform 0.97), since per MAC saved it prefers
-# the 8-16-channel layers at 32x32 that XNNPACK runs least efficiently. But uniform resnet56 fine-tuned to
-# 62.6% (3 epochs over 20,000 images) against 79.86% unpruned, so global stays the default.
+CONTROL = "unpruned-finetuned"  # the unpruned model given the same fine-tune: what the extra training alone gives
+# Measured on CIFAR-10 at 2x fewer MACs, 10 fine-tune epochs over all 50,000 images (BENCHMARKS.md): without a
+# floor the global greedy cut single MobileNetV2 layers to 8% of their channels and lost 6.89 points (resnet56
+# 0.99, shufflenet_v2 1.34); keeping at least 0.3 of every layer lost 0.79 / 0.80 / 1.00 and also cut the latency
+# by more (0.91-0.93 of the MAC cut, against 0.79-0.90), since thin high-resolution layers run least efficiently.
+# Earlier, uniform allocation cut resnet56's latency by 0.83 of its MAC cut but lost 17 points after a short
+# fine-tune (3 epochs over 20,000 images).
 ALLOCATION_TEXT = {"uniform": "the same kept fraction in every layer (uniform allocation)",
                    "global": "global cost-aware allocation"}
 
@@ -76,14 +86,25 @@ def checkpoint_for(key: str, data: str, out: Path, args: argparse.Namespace) -> 
 
 
 def torch_pruning(model: torch.nn.Module, target: float) -> torch.nn.Module:
+    """Torch-Pruning's global L1 pruning, stepped until the MACs are at most ``target`` of the model's.
+
+    It cannot follow a zero-padded channel shortcut (ResNet-56's option A), so there it would
+    prune the residual stream out of step with the padding and break the classifier; the
+    convs that write the residual stream (the stem and each block's conv2) are left to it
+    unpruned, which is also what our pruner's dependency graph concludes for that model.
+    """
     import torch_pruning as tp
+
+    from models.cifar_resnet import CifarBasicBlock, PadShortcut
 
     model = copy.deepcopy(model).eval()
     example = torch.randn(1, 3, 32, 32)
     base, _ = tp.utils.count_ops_and_params(model, example)
-    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    ignored = [[m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]]
+    if any(isinstance(m, PadShortcut) for m in model.modules()):
+        ignored += [model.conv1] + [b.conv2 for b in model.modules() if isinstance(b, CifarBasicBlock)]
     pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                       iterative_steps=100, pruning_ratio=0.95, ignored_layers=[last], round_to=8,
+                                       iterative_steps=100, pruning_ratio=0.95, ignored_layers=ignored, round_to=8,
                                        global_pruning=True)
     for _ in range(100):
         pruner.step()
@@ -93,15 +114,54 @@ def torch_pruning(model: torch.nn.Module, target: float) -> torch.nn.Module:
     return model
 
 
-def fine_tune(model: torch.nn.Module, train, val, args: argparse.Namespace) -> tuple[torch.nn.Module, float]:
+def fine_tune(model: torch.nn.Module, train, args: argparse.Namespace) -> tuple[torch.nn.Module, float]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=0, weight_decay=5e-4,
-                      precision=args.precision, progress=False, seed=0)
+                      precision=args.precision, progress=False, seed=0, num_workers=args.workers)
     start = time.monotonic()
-    Trainer(model, cfg, train, None, log=lambda s: print("   ", s)).fit()
-    return model.eval(), time.monotonic() - start
+    Trainer(model, cfg, train, None, log=lambda s: print("   ", s, flush=True)).fit()
+    return model.eval().cpu(), time.monotonic() - start
+
+
+def score(model: torch.nn.Module, test) -> float:
+    """Top-1 on the GPU when there is one (the model comes back on the CPU)."""
+    top1 = evaluate(model, test, batch_size=256, device="cuda" if torch.cuda.is_available() else "cpu").top1
+    model.cpu()
+    return top1
+
+
+def ours_configs(args: argparse.Namespace) -> dict[str, PruneConfig]:
+    """Method name -> our pruning config: "ours" (--allocation, --min-keep) and each --variants entry."""
+    target = f"macs={args.target}"
+    configs = {"ours": PruneConfig(target=target, allocation=args.allocation, min_keep=args.min_keep)}
+    for spec in filter(None, (v.strip() for v in args.variants.split(","))):
+        if spec in ALLOCATION_TEXT:
+            configs[f"ours-{spec}"] = PruneConfig(target=target, allocation=spec)
+        elif spec.startswith("min") and _is_fraction(spec[3:]):
+            configs[f"ours-{spec}"] = PruneConfig(target=target, min_keep=float(spec[3:]))
+        else:
+            raise SystemExit(f"--variants: {spec!r} is neither an allocation ({', '.join(ALLOCATION_TEXT)}) "
+                             "nor minF (a global allocation keeping at least F of every layer, e.g. min0.3)")
+    return configs
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0 <= float(text) < 1
+    except ValueError:
+        return False
+
+
+def method_order(key: str, args: argparse.Namespace) -> list[str]:
+    peer = ["torch-pruning"] if key in PEER_MODELS or args.peer_everywhere else []
+    return ["unpruned", CONTROL, *ours_configs(args), *peer]
+
+
+def row_file(out: Path, key: str, method: str) -> Path:
+    return out / key / "rows" / f"{method}.json"
 
 
 def run_model(key: str, data: str, out: Path, args: argparse.Namespace) -> list[dict]:
+    """Prune, fine-tune and score every method of one model; each finished method is kept (resume)."""
     ckpt = checkpoint_for(key, data, out, args)
     base, meta = load_checkpoint(ckpt)
     norm = Normalization.from_dict(meta.normalization)
@@ -112,45 +172,89 @@ def run_model(key: str, data: str, out: Path, args: argparse.Namespace) -> list[
         train = Subset(train, list(range(0, len(train), step))[: args.train_images])
     if args.test_images and args.test_images < len(test):
         test = Subset(test, list(range(0, len(test), len(test) // args.test_images))[: args.test_images])
-    candidates: dict[str, torch.nn.Module | str] = {"unpruned": base}
-    seconds: dict[str, float] = {}
-    t = time.monotonic()
-    result = prune(base, PruneConfig(target=f"macs={args.target}", allocation=args.allocation), 32)
-    seconds["ours"] = time.monotonic() - t
-    candidates["ours"] = result.model
-    if key in PEER_MODELS or args.peer_everywhere:
+    wanted = args.methods.split(",") if args.methods else None
+    configs = ours_configs(args)
+    for method in method_order(key, args):
+        if (wanted and method not in wanted) or row_file(out, key, method).is_file():
+            continue
+        row: dict = {"model": key, "arch": meta.arch, "method": method, "checkpoint": str(ckpt), "target": args.target}
+        print(f"{key}: {method}", flush=True)
         t = time.monotonic()
         try:
-            candidates["torch-pruning"] = torch_pruning(base, args.target)
-        except Exception as err:  # noqa: BLE001 - the peer's failure is a result
-            candidates["torch-pruning"] = f"{type(err).__name__}: {err}"
+            if method == "unpruned":
+                model = base
+            elif method == CONTROL:
+                model = copy.deepcopy(base)
+            elif method in configs:
+                result = prune(base, configs[method], 32)
+                model = result.model
+                row.update(allocation=configs[method].allocation, min_keep=configs[method].min_keep)
+            else:
+                model = torch_pruning(base, args.target)
+        except Exception as err:  # noqa: BLE001 - a method's failure is a result
             traceback.print_exc()
-        seconds["torch-pruning"] = time.monotonic() - t
-    rows = []
-    base_top1 = evaluate(base, test, batch_size=256).top1
-    tflite: dict[str, Path] = {}
-    for method, model in candidates.items():
-        row = {"model": key, "arch": meta.arch, "method": method, "checkpoint": str(ckpt)}
-        if method == "ours":
-            row["allocation"] = args.allocation
-        if isinstance(model, str):
-            rows.append({**row, "error": model})
+            save_row(out, {**row, "error": f"{type(err).__name__}: {err}"})
             continue
-        row.update(macs=count_macs(model, 32), params=count_parameters(model), prune_seconds=seconds.get(method))
+        row.update(macs=count_macs(model, 32), params=count_parameters(model), prune_seconds=time.monotonic() - t)
         if method != "unpruned":
-            row["top1_pruned"] = evaluate(model, test, batch_size=256).top1
-            model, row["finetune_seconds"] = fine_tune(model, train, None, args)
-            if method == "ours":  # the rebuildable checkpoint (state_dict + JSON)
-                save_checkpoint(out / key / "ours", model, CheckpointMeta(
-                    arch=meta.arch, options=meta.options, num_classes=meta.num_classes, input_size=32,
-                    normalization=meta.normalization, labels=meta.labels,
-                    transforms=[*meta.transforms, result.transform()]))
-        row["top1"] = base_top1 if method == "unpruned" else evaluate(model, test, batch_size=256).top1
-        tflite[method] = keep_tflite(model, out / key / f"{method}.tflite")
-        rows.append(row)
+            if method != CONTROL:
+                row["top1_pruned"] = score(model, test)
+            model, row["finetune_seconds"] = fine_tune(model, train, args)
+            row["finetune_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+            save_model(out, key, method, model, meta, result.transform() if method in configs else None)
+        row["top1"] = score(model, test)
+        save_row(out, row)
         print(json.dumps(row), flush=True)
-    add_latency(rows, tflite, args)
+    rows = model_rows(out, key, args)
+    if not args.no_latency:
+        add_latency(rows, {r["method"]: keep_tflite(rebuild(r, out), out / key / f"{r['method']}.tflite")
+                           for r in rows if timed(r)}, args)
+        for row in rows:
+            save_row(out, row)
     return rows
+
+
+def timed(row: dict) -> bool:
+    """Every model that ran, but the control: it has the unpruned model's architecture, hence its latency."""
+    return "error" not in row and row["method"] != CONTROL
+
+
+def save_row(out: Path, row: dict) -> None:
+    path = row_file(out, row["model"], row["method"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=2))
+
+
+def model_rows(out: Path, key: str, args: argparse.Namespace) -> list[dict]:
+    return [json.loads(row_file(out, key, m).read_text()) for m in method_order(key, args)
+            if row_file(out, key, m).is_file()]
+
+
+def save_model(out: Path, key: str, method: str, model: torch.nn.Module, meta: CheckpointMeta,
+               transform: dict | None) -> None:
+    """Ours and the control as rebuildable checkpoints; Torch-Pruning's weights alone (its structure is re-derived)."""
+    folder = out / key / method
+    if method == "torch-pruning":
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), folder / "state_dict.pt")
+        return
+    save_checkpoint(folder, model, CheckpointMeta(
+        arch=meta.arch, options=meta.options, num_classes=meta.num_classes, input_size=32,
+        normalization=meta.normalization, labels=meta.labels,
+        transforms=[*meta.transforms, *([transform] if transform else [])]))
+
+
+def rebuild(row: dict, out: Path) -> torch.nn.Module:
+    """The fine-tuned model of a row, from what save_model kept (no pickles)."""
+    if row["method"] == "unpruned":
+        return load_checkpoint(row["checkpoint"])[0]
+    folder = out / row["model"] / row["method"]
+    if row["method"] != "torch-pruning":
+        return load_checkpoint(folder)[0]
+    # Torch-Pruning is deterministic given the weights: re-run it on the unpruned model for the structure.
+    model = torch_pruning(load_checkpoint(row["checkpoint"])[0], row["target"])
+    model.load_state_dict(torch.load(folder / "state_dict.pt", map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def keep_tflite(model: torch.nn.Module, path: Path) -> Path:
@@ -170,62 +274,85 @@ def add_latency(rows: list[dict], tflite: dict[str, Path], args: argparse.Namesp
     for row in rows:
         if row["method"] in timings:
             row["tflite_ms"] = timings[row["method"]]
-        if "tflite_ms" in row and row["method"] != "unpruned":
+        if "top1" in row and row["method"] != "unpruned":
+            row["top1_drop"] = base["top1"] - row["top1"]
+        if "tflite_ms" in row and row["method"] not in ("unpruned", CONTROL):
             row["mac_cut"] = 1 - row["macs"] / base["macs"]
             row["latency_cut"] = 1 - row["tflite_ms"] / base["tflite_ms"]
             row["latency_cut_per_mac_cut"] = row["latency_cut"] / row["mac_cut"]
-            row["top1_drop"] = base["top1"] - row["top1"]
+    control = next((r for r in rows if r["method"] == CONTROL and "top1" in r), None)
+    for row in rows:
+        if control and "top1" in row and row["method"] not in ("unpruned", CONTROL):
+            row["top1_drop_vs_control"] = control["top1"] - row["top1"]
 
 
-def retime(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
-    """Re-time finished models from their kept .tflite files (or re-convert their checkpoints)."""
-    for key in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == key]
-        tflite: dict[str, Path] = {}
-        for row in mine:
+def retime(out: Path, args: argparse.Namespace) -> None:
+    """Convert and time the finished models of every model in --out (e.g. fine-tuned on another machine)."""
+    for key in MODELS:
+        rows = model_rows(out, key, args)
+        if not rows:
+            continue
+        tflite = {}
+        for row in rows:
             path = out / key / f"{row['method']}.tflite"
-            source = {"unpruned": row.get("checkpoint"), "ours": str(out / key / "ours")}.get(row["method"])
-            if not path.is_file() and source and "error" not in row:
-                keep_tflite(load_checkpoint(source)[0], path)
-            if path.is_file():
-                tflite[row["method"]] = path
-        add_latency(mine, tflite, args)
-        print(f"{key}: re-timed {', '.join(tflite)}")
+            if timed(row):
+                tflite[row["method"]] = path if path.is_file() else keep_tflite(rebuild(row, out), path)
+        add_latency(rows, tflite, args)
+        for row in rows:
+            save_row(out, row)
+        print(f"{key}: timed {', '.join(tflite)}", flush=True)
 
 
 def render(rows: list[dict], args: argparse.Namespace, minutes: float) -> str:
     env = environment()
+    devices = sorted({r["finetune_device"] for r in rows if r.get("finetune_device")})
+    variants = {m: c for m, c in ours_configs(args).items() if m != "ours"}
     lines = [
         "## Structured pruning on CIFAR-10 (`benchmarks/prune_cifar10.py`)",
         "",
-        f"Command: `nice -n 19 python benchmarks/prune_cifar10.py --data <cifar10> --epochs {args.epochs} "
+        f"Command: `python benchmarks/prune_cifar10.py --data <cifar10> --epochs {args.epochs} "
         f"--train-images {args.train_images or 'all'} --test-images {args.test_images or 'all'} "
-        f"--models {args.models} --allocation {args.allocation}`. Target: at most {args.target:g} of the MACs (2x fewer). Same fine-tune for every "
+        f"--models {args.models} --allocation {args.allocation} --min-keep {args.min_keep:g}"
+        + ("" if Path(args.checkpoints) == TRAINED else f" --checkpoints {_home(args.checkpoints)}")
+        + (f" --variants {args.variants}" if args.variants else "") + "`. "
+        f"Target: at most {args.target:g} of the MACs (2x fewer). Same fine-tune for every "
         f"method: {args.epochs} epoch(s) over {args.train_images or 'all'} training images, SGD lr {args.lr:g} cosine, "
-        f"batch {args.batch_size}, {args.precision}. Ours: L1, {ALLOCATION_TEXT[args.allocation]}, widths multiple of 8. "
-        "Torch-Pruning 1.6.0: MagnitudePruner, L1, global, round_to=8, stepped to the same MAC target. Latency: "
-        "fp32 .tflite (onnx2tf) on the host LiteRT interpreter, 1 thread, XNNPACK; the models of one row group are "
-        f"timed together, round-robin ({args.timing_rounds} rounds of 20 runs each), and the fastest run is "
-        "reported (on a shared host, load only ever adds time). "
-        + (f"Latency re-timed with --retime ({minutes:.0f} min)." if args.retime else f"Whole run: {minutes:.0f} min."),
+        f"batch {args.batch_size}, {args.precision}"
+        + (f", on {', '.join(devices)}" if devices else "") + ". "
+        f"Ours: L1, {ALLOCATION_TEXT[args.allocation]}"
+        + (f" keeping at least {args.min_keep:g} of every layer" if args.min_keep else "") + ", widths multiple of 8"
+        + "".join(f"; {m}: {ALLOCATION_TEXT[c.allocation]}"
+                  + (f" keeping at least {c.min_keep:g} of every layer" if c.min_keep else "") for m, c in variants.items())
+        + f". `{CONTROL}` is the unpruned model given the same fine-tune, so the gain of the extra training alone "
+        "shows. Torch-Pruning 1.6.0: MagnitudePruner, L1, global, round_to=8, stepped to the same MAC target "
+        "(on resnet56 it prunes inside the blocks only, as it cannot follow the zero-padded shortcuts; so does ours). "
+        "Latency: fp32 .tflite (onnx2tf) on the host LiteRT interpreter, 1 thread, XNNPACK; the models of one "
+        f"row group are timed together, round-robin ({args.timing_rounds} rounds of 20 runs each), and the fastest "
+        "run is reported (on a shared host, load only ever adds time). "
+        + (f"Converted and timed with --retime ({minutes:.0f} min)." if args.retime else f"Whole run: {minutes:.0f} min."),
         "",
         env.markdown(),
         "",
-        "| model | method | MACs | params | top-1 % pruned | top-1 % fine-tuned | Δ top-1 | .tflite ms | MAC cut | "
-        "latency cut | latency cut / MAC cut |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | method | MACs | params | top-1 % pruned | top-1 % fine-tuned | Δ top-1 | Δ vs same fine-tune | "
+        ".tflite ms | MAC cut | latency cut | latency cut / MAC cut |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     pct = lambda v: "" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     num = lambda v, f="{:.2f}": "" if v is None else f.format(v)  # noqa: E731
+    neg = lambda v: None if v is None else -v  # noqa: E731
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['method']} | fails: {r['error'][:80]} |||||||||")
+            lines.append(f"| {r['model']} | {r['method']} | fails: {r['error'][:80]} ||||||||||")
             continue
         lines.append(f"| {r['model']} | {r['method']} | {format_count(r['macs'])} | {format_count(r['params'])} | "
-                     f"{num(r.get('top1_pruned'))} | {num(r['top1'])} | {num(-r['top1_drop'] if 'top1_drop' in r else None)} | "
-                     f"{r['tflite_ms']:.3f} | {pct(r.get('mac_cut'))} | {pct(r.get('latency_cut'))} | "
-                     f"{num(r.get('latency_cut_per_mac_cut'))} |")
+                     f"{num(r.get('top1_pruned'))} | {num(r['top1'])} | {num(neg(r.get('top1_drop')), '{:+.2f}')} | "
+                     f"{num(neg(r.get('top1_drop_vs_control')), '{:+.2f}')} | {num(r.get('tflite_ms'), '{:.3f}')} | "
+                     f"{pct(r.get('mac_cut'))} | {pct(r.get('latency_cut'))} | {num(r.get('latency_cut_per_mac_cut'))} |")
     return "\n".join(lines)
+
+
+def _home(path: str) -> str:
+    return str(Path(path).expanduser()).replace(str(Path.home()), "~")
 
 
 def main() -> None:
@@ -234,42 +361,46 @@ def main() -> None:
     ap.add_argument("--out", default=str(CACHE / "benchmarks" / "prune_cifar10"), help="outside the repository")
     ap.add_argument("--checkpoints", default=str(TRAINED), help="train_cifar10.py's checkpoints (<dir>/<model>/best)")
     ap.add_argument("--models", default="resnet56,mobilenet_v2,shufflenet_v2")
+    ap.add_argument("--methods", help="only these methods (comma-separated; default all), e.g. to share the work "
+                                      "between processes")
     ap.add_argument("--target", type=float, default=0.5, help="fraction of MACs kept")
-    ap.add_argument("--epochs", type=int, default=5, help="fine-tune epochs, the same for every method")
+    ap.add_argument("--epochs", type=int, default=10, help="fine-tune epochs, the same for every method")
     ap.add_argument("--train-images", type=int, default=0, help="fine-tune on an evenly spread subset (0: all)")
     ap.add_argument("--test-images", type=int, default=0, help="evaluate on an evenly spread subset (0: all)")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--allocation", choices=sorted(ALLOCATION_TEXT), default="global",
                     help="ours: the same kept fraction in every layer (uniform) or cost-aware global greedy")
+    ap.add_argument("--min-keep", type=float, default=0.3, help="ours: keep at least this fraction of every layer")
+    ap.add_argument("--variants", default="min0", help="more configurations of ours, each its own row: an allocation "
+                                                   "(uniform, global) or minF (global, keeping at least F of every layer)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    ap.add_argument("--workers", type=int, default=0, help="data-loading processes for the fine-tune")
     ap.add_argument("--shufflenet-minutes", type=float, default=60.0, help="training budget if no checkpoint")
     ap.add_argument("--shufflenet-epochs", type=int, default=30)
     ap.add_argument("--peer-everywhere", action="store_true", help="also try Torch-Pruning on shufflenet_v2")
     ap.add_argument("--timing-rounds", type=int, default=5, help="round-robin timing rounds per model group")
-    ap.add_argument("--retime", action="store_true", help="only re-time the models already in --out/results.json")
+    ap.add_argument("--no-latency", action="store_true",
+                    help="prune, fine-tune and score only (e.g. on a GPU machine without LiteRT); --retime later")
+    ap.add_argument("--retime", action="store_true", help="convert and time the models already fine-tuned in --out")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args()
+    ours_configs(args)  # a bad --variants fails before any work
+    unknown = [k for k in args.models.split(",") if k not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
     data = str(dataset_dir(args.data))
     out = outside_repo(args.out)
-    results_file = out / "results.json"
-    done = json.loads(results_file.read_text()) if results_file.exists() else []
     start = time.monotonic()
     if args.retime:
-        retime(done, out, args)
-        results_file.write_text(json.dumps(done, indent=2))
-    for key in args.models.split(","):
-        if key not in MODELS:
-            raise SystemExit(f"unknown model {key!r}; choose from {', '.join(MODELS)}")
-        if any(r["model"] == key for r in done):
-            print(f"{key}: already in {results_file} (delete its rows to rerun)")
-            continue
-        done += run_model(key, data, out, args)
-        results_file.write_text(json.dumps(done, indent=2))
-    if not args.no_write:
-        order = [k for k in MODELS if any(r["model"] == k for r in done)]
-        update_section("prune_cifar10", render([r for k in order for r in done if r["model"] == k], args,
-                                               (time.monotonic() - start) / 60))
+        retime(out, args)
+    else:
+        for key in args.models.split(","):
+            run_model(key, data, out, args)
+    done = [r for k in MODELS for r in model_rows(out, k, args)]
+    (out / "results.json").write_text(json.dumps(done, indent=2))
+    if not args.no_write and not args.no_latency:
+        update_section("prune_cifar10", render(done, args, (time.monotonic() - start) / 60))
         print("BENCHMARKS.md updated")
 
 

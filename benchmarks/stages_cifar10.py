@@ -92,7 +92,7 @@ def collect(root: Path) -> list[Candidate]:
             ckpt = layout.prune_checkpoint(root, r["model"])
             out.append(Candidate("pruned", f"{r['model']} pruned (ours, fine-tuned)", r["model"], r["checkpoint"],
                                  checkpoint=str(ckpt)))
-        else:
+        elif r["method"] == "torch-pruning":  # the control and ours' other configurations are not stages
             out.append(Candidate("pruned", f"{r['model']} pruned ({r['method']}, fine-tuned)", r["model"],
                                  r["checkpoint"], tflite=str(layout.prune_tflite(root, r["model"], r["method"])),
                                  macs=r.get("macs"), peer="Torch-Pruning"))

@@ -146,6 +146,21 @@ def test_params_target_and_uniform_allocation() -> None:
     assert glob.layers != uni.layers
 
 
+def test_min_keep_floors_every_group_and_still_meets_the_target() -> None:
+    """Unfloored, the greedy cuts some resnet56 blocks to a quarter; with min_keep=0.3 none goes below 0.3."""
+    model = build("resnet56")
+    free = prune(model, PruneConfig(target="macs=0.5"), 32)
+    floored = prune(model, PruneConfig(target="macs=0.5", min_keep=0.3), 32)
+    assert min(g.after / g.before for g in free.groups) < 0.3
+    assert min(g.after / g.before for g in floored.groups) >= 0.3
+    assert floored.macs_after <= 0.5 * floored.macs_before
+    assert floored.transform()["min_keep"] == 0.3
+    with pytest.raises(UserError, match="min_keep"):
+        PruneConfig(target="macs=0.5", min_keep=1.0)
+    with pytest.raises(UserError, match="min-keep"):
+        prune(model, PruneConfig(target="macs=0.1", min_keep=0.6), 32)
+
+
 def test_latency_target_follows_the_table_not_the_macs() -> None:
     """A table that makes one layer very slow per MAC: the latency target prunes that layer first."""
     model = build("resnet20")
@@ -310,7 +325,7 @@ def test_cli_resumes_a_step_that_was_cut_short(tmp_path: Path, capsys) -> None:
                                                           labels=["cat", "dog"]))
     argv = ["prune", str(tmp_path / "ck"), "--target", "params=0.6", "--data", str(data), "--steps", "2",
             "--epochs-per-step", "1", "--out", str(tmp_path / "out"), "--batch-size", "8", "--no-progress",
-            "--distill"]  # fine-tune with logit distillation from the unpruned model
+            "--distill", "--min-keep", "0.3"]  # fine-tune with logit distillation from the unpruned model
     assert main(argv) == 0
     # Simulate a kill during step 2: drop its commit in progress.json and its fine-tune.
     progress_file = tmp_path / "out" / "progress.json"
@@ -320,8 +335,12 @@ def test_cli_resumes_a_step_that_was_cut_short(tmp_path: Path, capsys) -> None:
     progress_file.write_text(json.dumps(progress))
     (tmp_path / "out" / "step_2" / "finetune" / "train_state.pt").unlink()
     assert main(argv + ["--resume"]) == 0
-    final, _ = load_checkpoint(tmp_path / "out" / "final")
+    final, final_meta = load_checkpoint(tmp_path / "out" / "final")
     assert count_parameters(final) <= 0.6 * count_parameters(model)
+    assert {t["min_keep"] for t in final_meta.transforms} == {0.3}
+    widths = {n: m.out_channels for n, m in final.named_modules() if n.endswith("conv1") and "layer" in n}
+    full = {n: m.out_channels for n, m in model.named_modules() if n in widths}
+    assert min(widths[n] / full[n] for n in widths) >= 0.3
 
 
 def test_cli_errors_are_one_message(tmp_path: Path, capsys) -> None:
@@ -334,6 +353,9 @@ def test_cli_errors_are_one_message(tmp_path: Path, capsys) -> None:
     assert main(["prune", str(tmp_path / "ck"), "--target", "latency=0.5", "--out", str(tmp_path / "o"),
                  "--latency-table", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "ck"), "--target", "macs=0.5", "--out", str(tmp_path / "o"),
+                 "--min-keep", "1.5"]) == 2
+    assert "min_keep 1.5" in capsys.readouterr().err
 
 
 def test_prune_leaves_the_input_model_untouched() -> None:

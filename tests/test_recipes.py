@@ -79,6 +79,8 @@ def _bad(tmp_path: Path, edit) -> str:
     (lambda r: r["stages"].append({"prune": {"target": "macs=2"}}), "recipe.yaml: stages[2].prune.target 'macs=2'"),
     (lambda r: r["stages"].append({"prune": {"target": "macs=0.5", "criterion": "l7"}}),
      "recipe.yaml: stages[2].prune.criterion"),
+    (lambda r: r["stages"].append({"prune": {"target": "macs=0.5", "min_keep": 1.5}}),
+     "recipe.yaml: stages[2].prune: min_keep 1.5 must be a fraction"),
     (lambda r: r["stages"].append({"prune": {"target": "macs=0.5", "distill": {"alpha": 2}}}),
      "recipe.yaml: stages[2].prune.distill: alpha"),
     (lambda r: r["stages"].append({"quantize": {"method": "int4"}}), "recipe.yaml: stages[2].quantize.method"),

@@ -121,7 +121,7 @@ class Fields:
         except UserError as err:
             where = self.path(key) if key else self.where
             message = err.message
-            for prefix in ("training config: ", "distillation config: "):
+            for prefix in ("training config: ", "distillation config: ", "pruning config: "):
                 message = message.removeprefix(prefix)
             raise UserError(f"{where}: {message}", hint=err.hint) from None
 

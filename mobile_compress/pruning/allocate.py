@@ -28,11 +28,14 @@ class Allocation:
     full_cost: float
 
 
-def allowed_widths(group: Group, multiple: int) -> list[int]:
-    """Unit counts a group may keep, ascending: multiples of the channel step, and the full size."""
+def allowed_widths(group: Group, multiple: int, floor: float = 0.0) -> list[int]:
+    """Unit counts a group may keep, ascending: multiples of the channel step, and the full size.
+
+    ``floor`` (units) drops the narrower widths; the full size always stays.
+    """
     step = max(1, multiple // math.gcd(multiple, group.channels_per_unit))
     values = list(range(step, group.size, step)) + [group.size]
-    return values
+    return [w for w in values if w >= floor - 1e-9] or [group.size]
 
 
 def _next_down(widths: list[int], current: int) -> int | None:
@@ -41,9 +44,15 @@ def _next_down(widths: list[int], current: int) -> int | None:
 
 
 def allocate(graph: ChannelGraph, scores: Mapping[int, float], cost: Callable[[Mapping[int, int]], float],
-             target_fraction: float, strategy: str, multiple: int, metric: str = "cost") -> Allocation:
-    """Keep counts per group whose cost is at most ``target_fraction`` of the full network's."""
-    widths = {g.index: allowed_widths(g, multiple) for g in graph.groups}
+             target_fraction: float, strategy: str, multiple: int, metric: str = "cost",
+             min_keep: float = 0.0, original_sizes: Mapping[int, int] | None = None) -> Allocation:
+    """Keep counts per group whose cost is at most ``target_fraction`` of the full network's.
+
+    ``min_keep`` is a fraction of each group's ``original_sizes`` (units before the first step of an
+    iterative schedule; default: its size now), so repeated steps do not compound the floor.
+    """
+    sizes = original_sizes or {}
+    widths = {g.index: allowed_widths(g, multiple, min_keep * sizes.get(g.index, g.size)) for g in graph.groups}
     keep = {g.index: g.size for g in graph.groups}
     full = cost(keep)
     goal = target_fraction * full
@@ -52,9 +61,10 @@ def allocate(graph: ChannelGraph, scores: Mapping[int, float], cost: Callable[[M
     if smallest > goal * (1 + 1e-9):
         raise UserError(
             f"cannot reach {metric} {target_fraction:g}: with every prunable layer at its minimum width "
-            f"({multiple} channels) the network keeps {smallest / full:.3f} of its {metric}",
-            hint=f"ask for {metric}={math.ceil(smallest / full * 100) / 100:g} or more, lower --multiple, or "
-                 "unprotect layers")
+            f"({multiple} channels" + (f", or {min_keep:g} of the layer" if min_keep else "")
+            + f") the network keeps {smallest / full:.3f} of its {metric}",
+            hint=f"ask for {metric}={math.ceil(smallest / full * 100) / 100:g} or more, lower --multiple"
+                 + (", lower --min-keep" if min_keep else "") + ", or unprotect layers")
     if strategy == "uniform":
         keep = _uniform(graph, widths, cost, goal)
     else:

@@ -58,7 +58,7 @@ class PruneResult:
         """The checkpoint.json entry that rebuilds this step (absolute channel counts)."""
         return {"kind": "prune", "layers": self.layers, "target": str(self.config.target),
                 "criterion": self.config.criterion, "allocation": self.config.allocation,
-                "multiple": self.config.multiple, "protect": list(self.config.protect),
+                "multiple": self.config.multiple, "min_keep": self.config.min_keep, "protect": list(self.config.protect),
                 "channels": {g.name: [g.before, g.after] for g in self.groups if g.after != g.before}}
 
     def summary(self) -> dict[str, Any]:
@@ -110,13 +110,17 @@ def prune(model: nn.Module, config: PruneConfig, input_size: int | Sequence[int]
     metric = costs.metric(config.target.metric)
     full = {g.index: g.size for g in graph.groups}
     fraction = config.target.fraction
+    original_sizes = None
     if reference is not None and reference_fraction is not None:
-        ref_graph = build_graph(reference, example_input(reference, input_size))
+        ref_graph = build_graph(reference, example_input(reference, input_size), config.protect)
         ref_costs = CostModel(ref_graph, reference, costs.latency)
         ref_full = ref_costs.metric(config.target.metric)({g.index: g.size for g in ref_graph.groups})
         fraction = min(1.0, reference_fraction * ref_full / metric(full))
+        ref_sizes = {g.name: g.size for g in ref_graph.groups}
+        original_sizes = {g.index: ref_sizes.get(g.name, g.size) for g in graph.groups}
     scores = unit_scores(model, graph, config.criterion, data, config.taylor_batches)
-    alloc = allocate(graph, scores, metric, fraction, config.allocation, config.multiple, config.target.metric)
+    alloc = allocate(graph, scores, metric, fraction, config.allocation, config.multiple, config.target.metric,
+                     config.min_keep, original_sizes)
     removed = removed_units(graph, scores, alloc.keep)
     pruned, layers = prune_model(model, graph, removed)
     verify_error = None

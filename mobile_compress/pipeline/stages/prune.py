@@ -43,6 +43,7 @@ class PruneStage:
                                   "criterion": f.choice("criterion", CRITERIA, "l1"),
                                   "allocation": f.choice("allocation", ALLOCATIONS, "global"),
                                   "multiple": f.int("multiple", 8),
+                                  "min_keep": f.raw("min_keep", 0.0),  # PruneConfig checks it
                                   "protect": tuple(f.str_list("protect", []) or ()),
                                   "taylor_batches": f.int("taylor_batches", 8)}
         config = f.wrap(None, lambda: PruneConfig(**values))
