@@ -85,8 +85,14 @@ def collect(root: Path) -> list[Candidate]:
         for variant, label, peer in pairs:
             ckpt = layout.distill_checkpoint(root, student, variant)
             out.append(Candidate("distilled", label, student, str(ckpt), checkpoint=str(ckpt), peer=peer))
+    trained = {c.checkpoint for c in out if c.stage == "baseline"}
     for r in layout.load(root, "prune") or []:
-        if "error" in r or r["method"] == "unpruned":
+        if "error" in r:
+            continue
+        if r["method"] == "unpruned":
+            if r["checkpoint"] not in trained:  # prune_cifar10 may start from checkpoints of its own (--checkpoints)
+                out.append(Candidate("baseline", f"{r['model']} fp32 (unpruned start of prune_cifar10)", r["model"],
+                                     r["checkpoint"], checkpoint=r["checkpoint"]))
             continue
         if r["method"] == "ours":
             ckpt = layout.prune_checkpoint(root, r["model"])

@@ -275,8 +275,9 @@ def render(root: Path, state: dict[str, Any], command: str | None, environment_m
         "and budget), then `stages_cifar10.py` measures every stage's artifact the same way in one run: top-1 of "
         "the .tflite in the LiteRT interpreter on the same test images, .tflite size, MACs, and host latency (the "
         "fastest of interleaved rounds, LiteRT 1 thread with XNNPACK, and ONNX Runtime 1 thread for the fp32 "
-        ".onnx). The stages are separate comparisons that each start from the train_cifar10 checkpoints; they are "
-        "not applied one after another. This section is rebuilt from the results files by "
+        ".onnx). The stages are separate comparisons that each start from the train_cifar10 checkpoints (pruning "
+        "from its own when its section says so, with that start as a baseline row); they are not applied one "
+        "after another. This section is rebuilt from the results files by "
         "`python benchmarks/run_all.py --summary-only`.",
         "",
         "Summary made on:",

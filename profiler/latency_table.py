@@ -3,7 +3,7 @@
 Converting a model with onnx2tf costs seconds, so the table is not built by timing every
 layer at every width (hundreds of conversions). Instead a handful of whole-model
 variants with random per-group widths are pruned, converted to fp32 .tflite and timed
-on the host LiteRT interpreter (``mobile_compress.litert.time_model``), and a per-layer
+(on the host LiteRT interpreter, ``mobile_compress.litert.time_model``, or on a phone), and a per-layer
 linear model is fitted by non-negative least squares:
 
     latency = base + sum over layers of  a[kind] * MACs(layer) + b * output elements(layer)
@@ -13,8 +13,10 @@ kinds differ a lot in time per MAC (a depthwise MAC is far slower than a 1x1 MAC
 XNNPACK), which is exactly why MACs alone mislead. Each layer then gets its own entry
 (its kind's coefficients applied to its own shape), so the pruning core can price every
 candidate width of every layer without converting anything. ``info`` records the
-measured and fitted latency of every variant, so the fit quality is visible. The same
-``LatencyTable`` can later be filled from on-phone timings through the profiler.
+measured and fitted latency of every variant, so the fit quality is visible. The variants
+are timed by a ``Timer``: the host interpreter by default, or ``device_timer(serial)``,
+which runs them on a phone through the profiler (benchmark_model over adb), so that a
+latency target means the phone's latency.
 
 Cost, measured on the project's shared 2-core host: one variant (ONNX export, onnx2tf,
 timing) took 28-40 s for MobileNetV2-0.5 at 32x32, so the default 8 conversions take
@@ -26,7 +28,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,11 +36,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from android_harness.delegates import DelegateConfig
+from mobile_compress.errors import UserError
 from mobile_compress.litert import time_model
 from mobile_compress.pruning import LatencyTable, LayerLatency, build_graph, example_input
 from mobile_compress.pruning.allocate import allowed_widths
 from mobile_compress.pruning.cost import CostModel, LayerCount
 from mobile_compress.pruning.surgery import prune_model
+from profiler.api import Opener, profile
+from profiler.device_job import ProfileSettings
+from profiler.devices import open_device
 
 KINDS = ("conv1x1", "convkxk", "dwconv", "linear")
 
@@ -110,10 +117,64 @@ def _features(costs: CostModel, keep: dict[int, int]) -> list[float]:
     return [1.0, *(sums[k] for k in KINDS), outputs]
 
 
+# Times a set of fp32 .tflite files (name -> path) and returns name -> milliseconds.
+Timer = Callable[[dict[str, Path]], dict[str, float]]
+
+
+def host_timer(*, num_threads: int = 1, runs: int = 30, min_seconds: float = 1.0) -> Timer:
+    """The host LiteRT interpreter (XNNPACK), the fastest run of each file."""
+    def time_all(paths: dict[str, Path]) -> dict[str, float]:
+        # On a shared host, other processes only ever add time: the minimum is the steadiest estimate.
+        return {name: float(min(time_model(path, num_threads=num_threads, runs=runs,
+                                           min_seconds=min_seconds).samples_ms)) for name, path in paths.items()}
+
+    time_all.description = f"host LiteRT interpreter, fp32 .tflite (XNNPACK), {num_threads} thread(s)"  # type: ignore[attr-defined]
+    return time_all
+
+
+def device_timer(serial: str, settings: ProfileSettings | None = None, *, opener: Opener | None = None,
+                 out_dir: Path | None = None, progress: Callable[[str], None] = lambda message: None) -> Timer:
+    """A phone through the profiler: every variant pushed and run by benchmark_model.
+
+    ``settings``: the profiler's settings (its first delegate, runs, runner, benchmark_model);
+    default: CPU, 1 thread, 30 runs. Each variant's time is its median run. A variant the
+    phone cannot run stops the table with the profiler's error, naming the device.
+    """
+    settings = settings or ProfileSettings(models=[], delegates=[DelegateConfig("cpu", threads=1)], num_runs=30)
+    delegate = settings.delegates[0]
+
+    def time_all(paths: dict[str, Path]) -> dict[str, float]:
+        folder = out_dir or next(iter(paths.values())).parent / "profile"
+        outputs = profile(replace(settings, models=list(paths.values()), delegates=[delegate]), folder,
+                          serials=[serial], opener=opener or open_device, progress=progress)
+        by_model = {r.model: r for r in outputs.records if r.delegate == delegate.label}
+        timings = {}
+        for name, path in paths.items():
+            record = by_model.get(path.name)
+            latency = (record.latency or {}) if record else {}
+            ms = latency.get("median_ms") or latency.get("p50_ms") or latency.get("mean_ms")
+            if record is None or record.status != "ok" or not ms:
+                why = record.error if record is not None and record.error else "no latency was recorded"
+                raise UserError(f"latency table on {serial} ({delegate.label}): variant {name} did not run: {why}",
+                                hint="check the device with `mobile-compress profile MODEL --device SERIAL` first, "
+                                     "or build the table on the host")
+            timings[name] = float(ms)
+        return timings
+
+    time_all.description = f"{serial}, {delegate.label} delegate, benchmark_model median"  # type: ignore[attr-defined]
+    return time_all
+
+
 def build_latency_table(source: str | nn.Module, input_size: int | tuple[int, int] | None = None, *,
                         variants: int = 7, num_threads: int = 1, seed: int = 0, runs: int = 30,
-                        min_seconds: float = 1.0, log: Callable[[str], None] = print) -> LatencyTable:
-    """Fit a ``LatencyTable`` for ``source`` (a checkpoint directory or a module) from ``variants`` + 1 conversions."""
+                        min_seconds: float = 1.0, timer: Timer | None = None,
+                        log: Callable[[str], None] = print) -> LatencyTable:
+    """Fit a ``LatencyTable`` for ``source`` (a checkpoint directory or a module) from ``variants`` + 1 conversions.
+
+    ``timer``: where the variants are timed; the host LiteRT interpreter (``num_threads``, ``runs``,
+    ``min_seconds``) unless given, e.g. ``device_timer(serial)`` for a phone.
+    """
+    timer = timer or host_timer(num_threads=num_threads, runs=runs, min_seconds=min_seconds)
     if isinstance(source, nn.Module):
         model = source
         if input_size is None:
@@ -134,9 +195,9 @@ def build_latency_table(source: str | nn.Module, input_size: int | tuple[int, in
         keeps.append({g.index: min((w for w in allowed_widths(g, 8) if w >= min(1.0, share * rng.uniform(0.7, 1.3))
                                     * g.size), default=g.size) for g in graph.groups})
     start = time.monotonic()
-    measured: list[Variant] = []
     work_root = Path(tempfile.mkdtemp(prefix="mobile-compress-latency-"))
     try:
+        paths: dict[str, Path] = {}
         for i, keep in enumerate(keeps):
             removed = {u for g in graph.groups for u in rng.sample(g.units, g.size - keep[g.index])}
             variant, _ = prune_model(model, graph, removed)
@@ -144,14 +205,16 @@ def build_latency_table(source: str | nn.Module, input_size: int | tuple[int, in
             work.mkdir()
             t = time.monotonic()
             with torch.no_grad():
-                ms = tflite_latency_ms(variant, size, work, num_threads=num_threads, runs=runs,
-                                       min_seconds=min_seconds)
-            measured.append(Variant(keep, _features(costs, keep), ms))
-            log(f"  latency table: variant {i + 1}/{len(keeps)}: {costs.macs(keep) / 1e6:.2f} M MACs, "
-                f"{ms:.3f} ms ({time.monotonic() - t:.0f} s)")
+                converted = convert_fp32(variant, size, work)
+            paths[f"v{i}"] = converted.rename(work_root / f"variant{i}.tflite")
             shutil.rmtree(work, ignore_errors=True)
+            log(f"  latency table: variant {i + 1}/{len(keeps)} converted: {costs.macs(keep) / 1e6:.2f} M MACs "
+                f"({time.monotonic() - t:.0f} s)")
+        timings = timer(paths)
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
+    measured = [Variant(keep, _features(costs, keep), timings[f"v{i}"]) for i, keep in enumerate(keeps)]
+    log("  latency table: " + ", ".join(f"{v.measured_ms:.3f}" for v in measured) + " ms")
     from scipy.optimize import nnls
 
     a = np.array([v.features for v in measured], dtype=np.float64)
@@ -163,7 +226,7 @@ def build_latency_table(source: str | nn.Module, input_size: int | tuple[int, in
     per_mac = dict(zip(KINDS, coef[1:1 + len(KINDS)]))
     layers = {layer.name: LayerLatency(float(per_mac[kind]), float(coef[-1]))
               for layer in costs.layers if (kind := layer_kind(layer)) is not None}
-    info = {"runtime": "host LiteRT interpreter, fp32 .tflite (XNNPACK)", "num_threads": num_threads,
+    info = {"runtime": getattr(timer, "description", "custom timer"),
             "conversions": len(measured), "seconds": round(time.monotonic() - start, 1),
             "coefficients": {"base_ms": float(coef[0]), **{f"ms_per_mac_{k}": float(v) for k, v in per_mac.items()},
                              "ms_per_output": float(coef[-1])},

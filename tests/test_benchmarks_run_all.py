@@ -52,6 +52,7 @@ def _results(root: Path, *, qat_mnv2: float = 76.0, kd_logit: float = 70.5, rati
         {"model": "resnet56", "method": "ours", "checkpoint": "c", "macs": 62_000_000, "top1": 79.3,
          "top1_drop": 0.5, "tflite_ms": 1.6, "mac_cut": 0.5, "latency_cut": 0.5 * ratio,
          "latency_cut_per_mac_cut": ratio},
+        {"model": "resnet56", "method": "ours-min0", "checkpoint": "c", "macs": 62_500_000, "top1": 75.0},
         {"model": "resnet56", "method": "torch-pruning", "checkpoint": "c", "error": "RuntimeError: shapes"}])
     _write(root, "distill", {
         "mobilenet_v2/none": {"done": True, "student": "mobilenet_v2", "variant": "none", "last_top1": 70.0},
@@ -174,6 +175,9 @@ def test_stages_collects_each_scripts_artifacts(tmp_path):
     assert found["mobilenet_v2 without KD"].peer == "student without KD"
     assert found["resnet56 pruned (ours, fine-tuned)"].checkpoint == str(layout.prune_checkpoint(tmp_path, "resnet56"))
     assert "resnet56 pruned (torch-pruning, fine-tuned)" not in found  # the peer failed: nothing to measure
+    assert not [label for label in found if "ours-min0" in label]  # other configurations of ours are no stage
+    # prune_cifar10 started from a checkpoint of its own ("c"), so that start is a baseline row too.
+    assert found["resnet56 fp32 (unpruned start of prune_cifar10)"].checkpoint == "c"
     qat = found["mobilenet_v2 QAT int8"]
     assert qat.tflite == "/x/model_int8.tflite" and qat.preprocess_from.endswith("mobilenet_v2/best")
     assert "mobilenet_v2 PTQ int8" not in found  # no PTQ report written

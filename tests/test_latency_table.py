@@ -1,6 +1,7 @@
 """The measured per-layer latency table (slow: it converts a few variants with onnx2tf)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,43 @@ def test_table_from_few_conversions_drives_a_latency_target(tmp_path: Path) -> N
     before = tflite_latency_ms(model, (32, 32), tmp_path / "a", runs=30, min_seconds=1.0)
     after = tflite_latency_ms(result.model, (32, 32), tmp_path / "b", runs=30, min_seconds=1.0)
     assert after < 0.85 * before  # measured, on a shared CPU: the cut is real, the exact figure is noisy
+
+
+def test_table_measured_on_a_phone_through_the_profiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The virtual device over real ADB packets: variants pushed, run by benchmark_model, timed, fitted."""
+    from android_harness.delegates import DelegateConfig
+    from android_harness.session import RunnerOptions
+    from android_harness.transport import keys
+    from android_harness.transport.adb_shell_transport import AdbShellTransport
+    from android_harness.virtual_device.config import config_from_dict
+    from android_harness.virtual_device.fake_benchmark_model import write_launcher
+    from android_harness.virtual_device.server import VirtualDevice
+    from profiler.device_job import ProfileSettings
+    from profiler.devices import attach
+    from profiler.latency_table import device_timer
+
+    monkeypatch.setenv(keys.ENV_KEY, str(tmp_path / "keys" / "adbkey"))
+    monkeypatch.setenv("MOBILE_COMPRESS_BENCHMARK_MODEL", str(write_launcher(tmp_path / "host" / "benchmark_model")))
+
+    def opener(serial: str):
+        host, _, port = serial.rpartition(":")
+        return attach(AdbShellTransport.tcp(host, int(port), connect_timeout=5.0, auth_timeout=1.0))
+
+    model = models.create("mobilenet_v2", num_classes=10, small_input=True, width_mult=0.5).eval()
+    settings = ProfileSettings(models=[], delegates=[DelegateConfig("cpu", threads=1)], num_runs=10, min_secs=0.0,
+                               extra_flags=["--warmup_min_secs=0"],
+                               runner=RunnerOptions(interval_s=0.05, baseline_s=0, timeout_s=60, poll_s=0.1))
+    with VirtualDevice(config_from_dict({"cpu_max_khz": [1800000, 2400000]}), workdir=tmp_path / "vd") as dev:
+        serial = dev.serial
+        timer = device_timer(serial, settings, opener=opener, out_dir=tmp_path / "profile")
+        table = build_latency_table(model, 32, variants=3, timer=timer, log=lambda s: None)
+        runs = json.loads((tmp_path / "profile" / "profile.json").read_text())["runs"]
+    assert table.info["runtime"].startswith(serial) and table.info["conversions"] == 4
+    assert len(runs) == 4 and all(r["device"] == serial and r["status"] == "ok" for r in runs)
+    measured = [v["measured_ms"] for v in table.info["variants"]]
+    print("variants on the phone (ms):", measured)
+    assert all(ms > 0 for ms in measured)
+    assert measured[0] == max(measured)  # the unpruned variant is the slowest on the phone too
+    result = prune(model, PruneConfig(target="latency=0.7"), 32, latency=table)
+    assert result.latency_after_ms <= 0.7 * result.latency_before_ms
+

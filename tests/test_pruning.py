@@ -356,6 +356,9 @@ def test_cli_errors_are_one_message(tmp_path: Path, capsys) -> None:
     assert main(["prune", str(tmp_path / "ck"), "--target", "macs=0.5", "--out", str(tmp_path / "o"),
                  "--min-keep", "1.5"]) == 2
     assert "min_keep 1.5" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "ck"), "--target", "macs=0.5", "--out", str(tmp_path / "o"),
+                 "--latency-device", "PHONE1"]) == 2
+    assert "--latency-device applies to latency targets only" in capsys.readouterr().err
 
 
 def test_prune_leaves_the_input_model_untouched() -> None:
@@ -381,3 +384,16 @@ def test_cli_latency_target_with_a_saved_table_and_no_fine_tune(tmp_path: Path, 
     assert step["latency_after_ms"] <= 0.7 * step["latency_before_ms"]
     pruned, meta = load_checkpoint(report["checkpoint"])
     assert meta.transforms[0]["target"] == "latency=0.7" and count_macs(pruned, 32) < count_macs(model, 32)
+
+
+def test_a_phone_that_cannot_run_the_variants_names_itself(tmp_path: Path) -> None:
+    from mobile_compress.errors import UserError
+    from android_harness.transport import TransportError
+    from profiler.latency_table import device_timer
+
+    def opener(serial: str):
+        raise TransportError(f"{serial}: device unauthorized")
+
+    (tmp_path / "variant0.tflite").write_bytes(b"x")
+    with pytest.raises(UserError, match="latency table on PHONE1.*variant v0 did not run.*unauthorized"):
+        device_timer("PHONE1", opener=opener)({"v0": tmp_path / "variant0.tflite"})

@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prune",
         help="remove channels (structured pruning) to a MAC, parameter or measured-latency target",
         description="Prune CHECKPOINT for real (a physically smaller model) and fine-tune it. --target names the "
-        "fraction that REMAINS: macs=0.5 keeps half the MACs (2x fewer), params=0.7, latency=0.6 keeps 60%% of "
-        "the .tflite latency measured on the host LiteRT interpreter (a per-layer latency table is measured "
-        "first unless --latency-table is given). Resumable with --resume.",
+        "fraction that REMAINS: macs=0.5 keeps half the MACs (2x fewer), params=0.7, latency=0.6 keeps 60% of "
+        "the .tflite latency measured on the host LiteRT interpreter, or on a phone with --latency-device (a "
+        "per-layer latency table is measured first unless --latency-table is given). Resumable with --resume.",
     )
     p.add_argument("checkpoint", help="checkpoint directory to prune")
     p.add_argument("--target", required=True, help="METRIC=FRACTION_KEPT: macs=0.5, params=0.7 or latency=0.6")
@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protect", action="append", default=[], metavar="PATTERN",
                    help="never prune layers matching this name pattern (fnmatch; repeatable), e.g. 'features.0.*'")
     p.add_argument("--latency-table", help="per-layer latency table (JSON) for latency targets")
+    p.add_argument("--latency-device", metavar="SERIAL",
+                   help="measure the latency table on this phone through the profiler (benchmark_model over adb) "
+                        "instead of the host LiteRT interpreter")
+    p.add_argument("--latency-delegate", choices=("cpu", "gpu", "nnapi"), default="cpu",
+                   help="with --latency-device: the delegate to time on (default cpu, 1 thread)")
+    p.add_argument("--transport", help="with --latency-device: adb transport (auto, adb-server, adb-binary, "
+                                       "adb-shell-tcp, adb-shell-usb)")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with logit distillation from the unpruned model")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -57,10 +64,20 @@ def _latency_table(args: argparse.Namespace) -> LatencyTable | None:
     table_file = Path(args.out) / LATENCY_FILE
     if table_file.is_file():
         return LatencyTable.load(table_file)
-    from profiler.latency_table import build_latency_table
+    from profiler.latency_table import build_latency_table, device_timer
 
-    print("measuring a per-layer latency table on the host LiteRT interpreter (a few conversions) ...")
-    table = build_latency_table(args.checkpoint)
+    timer = None
+    if args.latency_device:
+        from android_harness.delegates import DelegateConfig
+        from profiler.device_job import ProfileSettings
+        from profiler.devices import open_device
+
+        settings = ProfileSettings(models=[], delegates=[DelegateConfig(args.latency_delegate, threads=1)], num_runs=30)
+        timer = device_timer(args.latency_device, settings, opener=lambda serial: open_device(serial, args.transport),
+                             out_dir=Path(args.out) / "latency_profile", progress=print)
+    where = args.latency_device or "the host LiteRT interpreter"
+    print(f"measuring a per-layer latency table on {where} (a few conversions) ...")
+    table = build_latency_table(args.checkpoint, timer=timer)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     table.save(table_file)
     print(f"latency table written to {table_file} (pass it with --latency-table next time)")
@@ -81,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
                          multiple=args.multiple, protect=tuple(args.protect), min_keep=args.min_keep)
     if args.resume and not Path(args.out).is_dir():
         raise UserError(f"--resume: {args.out} does not exist", hint="drop --resume to start a new run")
+    if target.metric != "latency" and (args.latency_device or args.latency_table):
+        raise UserError(f"--latency-{'device' if args.latency_device else 'table'} applies to latency targets only, "
+                        f"and the target is {target}", hint="use --target latency=0.6, or drop the option")
     latency = _latency_table(args) if target.metric == "latency" else None
     job = PruneJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, steps=args.steps,
                    epochs_per_step=args.epochs_per_step, train=train_config(args, epochs=1, lr=0.01),
