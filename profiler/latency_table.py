@@ -78,11 +78,10 @@ def convert_fp32(model: nn.Module, input_size: tuple[int, int], work: Path) -> P
 def tflite_latency_ms(model: nn.Module, input_size: tuple[int, int], work: Path, *, num_threads: int = 1,
                       runs: int = 30, min_seconds: float = 1.0, statistic: str = "min") -> float:
     """Host LiteRT latency (``statistic``: "min" or "median" of the runs) of ``model`` as fp32 .tflite."""
-    timing = time_model(convert_fp32(model, input_size, work), num_threads=num_threads, runs=runs,
-                        min_seconds=min_seconds)
-    # The fastest run: on a shared host, other processes only ever add time, so the minimum is the
-    # steadiest estimate of the model's own cost (the median drifts with the load).
-    return float(min(timing.samples_ms)) if statistic == "min" else timing.median_ms
+    path = convert_fp32(model, input_size, work)
+    if statistic == "min":
+        return host_timer(num_threads=num_threads, runs=runs, min_seconds=min_seconds)({"model": path})["model"]
+    return time_model(path, num_threads=num_threads, runs=runs, min_seconds=min_seconds).median_ms
 
 
 def interleaved_min_ms(paths: dict[str, Path], *, rounds: int = 5, runs: int = 20,
@@ -124,7 +123,8 @@ Timer = Callable[[dict[str, Path]], dict[str, float]]
 def host_timer(*, num_threads: int = 1, runs: int = 30, min_seconds: float = 1.0) -> Timer:
     """The host LiteRT interpreter (XNNPACK), the fastest run of each file."""
     def time_all(paths: dict[str, Path]) -> dict[str, float]:
-        # On a shared host, other processes only ever add time: the minimum is the steadiest estimate.
+        # On a shared host, other processes only ever add time, so the fastest run is the steadiest
+        # estimate of the model's own cost (the median drifts with the load).
         return {name: float(min(time_model(path, num_threads=num_threads, runs=runs,
                                            min_seconds=min_seconds).samples_ms)) for name, path in paths.items()}
 
