@@ -203,15 +203,27 @@ def run_model(key: str, data: str, out: Path, args: argparse.Namespace) -> list[
             row["finetune_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
             save_model(out, key, method, model, meta, result.transform() if method in configs else None)
         row["top1"] = score(model, test)
+        tflite_file(out, key, method).unlink(missing_ok=True)  # a rerun method's old .tflite is stale
         save_row(out, row)
         print(json.dumps(row), flush=True)
+    return model_rows(out, key, args) if args.no_latency else convert_and_time(out, key, args)
+
+
+def convert_and_time(out: Path, key: str, args: argparse.Namespace) -> list[dict]:
+    """Convert what is not converted yet, time one model's methods side by side, and keep the cuts in the rows."""
     rows = model_rows(out, key, args)
-    if not args.no_latency:
-        add_latency(rows, {r["method"]: keep_tflite(rebuild(r, out), out / key / f"{r['method']}.tflite")
-                           for r in rows if timed(r)}, args)
-        for row in rows:
-            save_row(out, row)
+    tflite = {}
+    for row in filter(timed, rows):
+        path = tflite_file(out, key, row["method"])
+        tflite[row["method"]] = path if path.is_file() else keep_tflite(rebuild(row, out), path)
+    add_latency(rows, tflite, args)
+    for row in rows:
+        save_row(out, row)
     return rows
+
+
+def tflite_file(out: Path, key: str, method: str) -> Path:
+    return out / key / f"{method}.tflite"
 
 
 def timed(row: dict) -> bool:
@@ -289,18 +301,9 @@ def add_latency(rows: list[dict], tflite: dict[str, Path], args: argparse.Namesp
 def retime(out: Path, args: argparse.Namespace) -> None:
     """Convert and time the finished models of every model in --out (e.g. fine-tuned on another machine)."""
     for key in MODELS:
-        rows = model_rows(out, key, args)
-        if not rows:
-            continue
-        tflite = {}
-        for row in rows:
-            path = out / key / f"{row['method']}.tflite"
-            if timed(row):
-                tflite[row["method"]] = path if path.is_file() else keep_tflite(rebuild(row, out), path)
-        add_latency(rows, tflite, args)
-        for row in rows:
-            save_row(out, row)
-        print(f"{key}: timed {', '.join(tflite)}", flush=True)
+        if model_rows(out, key, args):
+            convert_and_time(out, key, args)
+            print(f"{key}: timed", flush=True)
 
 
 def render(rows: list[dict], args: argparse.Namespace, minutes: float) -> str:

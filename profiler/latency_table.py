@@ -132,15 +132,20 @@ def host_timer(*, num_threads: int = 1, runs: int = 30, min_seconds: float = 1.0
     return time_all
 
 
+def table_settings(delegate: str = "cpu") -> ProfileSettings:
+    """How a latency table is timed on a phone: one delegate, 1 thread, 30 runs per variant."""
+    return ProfileSettings(models=[], delegates=[DelegateConfig(delegate, threads=1)], num_runs=30)
+
+
 def device_timer(serial: str, settings: ProfileSettings | None = None, *, opener: Opener | None = None,
                  out_dir: Path | None = None, progress: Callable[[str], None] = lambda message: None) -> Timer:
     """A phone through the profiler: every variant pushed and run by benchmark_model.
 
     ``settings``: the profiler's settings (its first delegate, runs, runner, benchmark_model);
-    default: CPU, 1 thread, 30 runs. Each variant's time is its median run. A variant the
+    default ``table_settings()``. Each variant's time is its median run. A variant the
     phone cannot run stops the table with the profiler's error, naming the device.
     """
-    settings = settings or ProfileSettings(models=[], delegates=[DelegateConfig("cpu", threads=1)], num_runs=30)
+    settings = settings or table_settings()
     delegate = settings.delegates[0]
 
     def time_all(paths: dict[str, Path]) -> dict[str, float]:

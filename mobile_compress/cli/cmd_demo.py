@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from mobile_compress.cli.cmd_deploy import report
+from mobile_compress.cli.common import TRANSPORT_HELP
 from mobile_compress.pipeline.demo import demo_config
 from mobile_compress.pipeline.deploy import run_deploy
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo",
                    help="run directory (default runs/demo); an unfinished demo there is continued")
     p.add_argument("--host", action="store_true", help="measure on this computer even if a phone is attached")
-    p.add_argument("--transport", help="adb transport: auto, adb-server, adb-binary, adb-shell-tcp, adb-shell-usb")
+    p.add_argument("--transport", help=TRANSPORT_HELP)
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tests: one epoch, 8 px, few samples
     p.set_defaults(run=run)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from mobile_compress.cli.cmd_profile import add_delegate_options, add_measurement_options, profile_settings
+from mobile_compress.cli.common import TRANSPORT_HELP
 from mobile_compress.errors import UserError
 from mobile_compress.pipeline.deploy import DEVICE_DIR, DeployConfig, DeployResult, run_deploy
 
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="device serial, or 'auto' for the only attached phone (default auto)")
     where.add_argument("--host", action="store_true",
                        help="no phone: profile with this computer's LiteRT interpreter (labelled host)")
-    where.add_argument("--transport", help="adb transport: auto, adb-server, adb-binary, adb-shell-tcp, adb-shell-usb")
+    where.add_argument("--transport", help=TRANSPORT_HELP)
     where.add_argument("--benchmark-model", help="benchmark_model binary for the device's ABI "
                        "(default: $MOBILE_COMPRESS_BENCHMARK_MODEL, or the cache)")
     where.add_argument("--device-dir", default=DEVICE_DIR,

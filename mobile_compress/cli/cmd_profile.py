@@ -12,6 +12,7 @@ from pathlib import Path
 
 from android_harness.delegates import expand
 from android_harness.session import RunnerOptions
+from mobile_compress.cli.common import TRANSPORT_HELP
 from mobile_compress.errors import UserError
 from mobile_compress.report import environment
 from profiler.api import profile
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="device serial (repeatable, or comma-separated); 'auto' = every attached device")
     where.add_argument("--host", action="store_true",
                        help="no phone: time the models with this computer's LiteRT interpreter (labelled host)")
-    where.add_argument("--transport", help="adb transport: auto, adb-server, adb-binary, adb-shell-tcp, adb-shell-usb")
+    where.add_argument("--transport", help=TRANSPORT_HELP)
     where.add_argument("--benchmark-model", help="benchmark_model binary for the device's ABI "
                        "(default: $MOBILE_COMPRESS_BENCHMARK_MODEL, or the cache)")
     add_delegate_options(p)

@@ -6,7 +6,7 @@ import copy
 import sys
 from pathlib import Path
 
-from mobile_compress.cli.common import add_train_options, print_json, train_config
+from mobile_compress.cli.common import TRANSPORT_HELP, add_train_options, print_json, train_config
 from mobile_compress.counting import format_count
 from mobile_compress.errors import UserError
 from mobile_compress.pruning import LatencyTable, PruneConfig, parse_target
@@ -47,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "instead of the host LiteRT interpreter")
     p.add_argument("--latency-delegate", choices=("cpu", "gpu", "nnapi"), default="cpu",
                    help="with --latency-device: the delegate to time on (default cpu, 1 thread)")
-    p.add_argument("--transport", help="with --latency-device: adb transport (auto, adb-server, adb-binary, "
-                                       "adb-shell-tcp, adb-shell-usb)")
+    p.add_argument("--transport", help=f"with --latency-device: {TRANSPORT_HELP}")
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with logit distillation from the unpruned model")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -64,16 +63,14 @@ def _latency_table(args: argparse.Namespace) -> LatencyTable | None:
     table_file = Path(args.out) / LATENCY_FILE
     if table_file.is_file():
         return LatencyTable.load(table_file)
-    from profiler.latency_table import build_latency_table, device_timer
+    from profiler.latency_table import build_latency_table, device_timer, table_settings
 
     timer = None
     if args.latency_device:
-        from android_harness.delegates import DelegateConfig
-        from profiler.device_job import ProfileSettings
         from profiler.devices import open_device
 
-        settings = ProfileSettings(models=[], delegates=[DelegateConfig(args.latency_delegate, threads=1)], num_runs=30)
-        timer = device_timer(args.latency_device, settings, opener=lambda serial: open_device(serial, args.transport),
+        timer = device_timer(args.latency_device, table_settings(args.latency_delegate),
+                             opener=lambda serial: open_device(serial, args.transport),
                              out_dir=Path(args.out) / "latency_profile", progress=print)
     where = args.latency_device or "the host LiteRT interpreter"
     print(f"measuring a per-layer latency table on {where} (a few conversions) ...")

@@ -5,7 +5,11 @@ import argparse
 import json
 from typing import Any
 
+from android_harness.transport.select import KINDS as TRANSPORT_KINDS
 from mobile_compress.training import TrainConfig
+
+# The --transport help of every command that talks to a phone.
+TRANSPORT_HELP = "adb transport: " + ", ".join(TRANSPORT_KINDS)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
