@@ -7,6 +7,7 @@ A failed or sub-par artifact is recorded; the others are still written and repor
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -64,7 +65,9 @@ def convert(config: ConvertConfig) -> ConvertReport:
     if is_quantized_checkpoint(config.source):  # QAT/PTQ: the int8 .tflite gets the trained ranges
         return convert_quantized(config)
     tflite_formats = tuple(f for f in config.formats if f in TFLITE_FORMATS)
-    progress = Progress(5 + 2 * bool(tflite_formats), config.progress)
+    observe = "int8" in tflite_formats and config.int8_ranges != "onnx2tf" and Path(config.source).suffix not in (
+        ".onnx", ".pt2")
+    progress = Progress(_step_count(tflite_formats, observe), config.progress)
     out_dir = Path(config.out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file", hint="pass a directory for the artifacts")
@@ -74,6 +77,13 @@ def convert(config: ConvertConfig) -> ConvertReport:
     with progress.step("data", "reading calibration and parity images"):
         samples = calibration.load_samples(source, config.calib, config.calib_samples, config.parity_samples,
                                            config.cache_dir)
+    twin, ranges_note = None, ""
+    if "int8" in tflite_formats:
+        from converters.observed_int8 import choose_twin
+
+        with progress.step("observe", "observing int8 activation ranges on the calibration images"):
+            twin, ranges_note = choose_twin(config.int8_ranges, source, samples.calib, config.batch_size)
+        progress.total = _step_count(tflite_formats, twin is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ConvertReport(
         source=str(source.path), source_kind=source.kind, reference=source.reference_name, out_dir=str(out_dir),
@@ -114,8 +124,9 @@ def convert(config: ConvertConfig) -> ConvertReport:
                 art.problems = parity.judge("onnx", art.parity, config.thresholds)
             report.artifacts.append(art)
         if tflite_formats:
-            report.artifacts.extend(_tflite_artifacts(config, tflite_formats, onnx_result, onnx_path, work, out_dir,
-                                                      samples, reference, progress, report))
+            report.artifacts.extend(_tflite_artifacts(config, tflite_formats, source, onnx_result, onnx_path, work,
+                                                      out_dir, samples, reference, progress, report, twin,
+                                                      ranges_note))
         write_report(report, out_dir, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -129,24 +140,51 @@ def write_report(report: ConvertReport, out_dir: Path, progress: Progress) -> No
         write_json(out_dir / REPORT_FILE, report.to_dict())
 
 
-def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_result, onnx_path: Path, work: Path,
-                      out_dir: Path, samples, reference, progress: Progress,
-                      report: ConvertReport) -> list[ArtifactReport]:
+def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], source, onnx_result, onnx_path: Path,
+                      work: Path, out_dir: Path, samples, reference, progress: Progress, report: ConvertReport,
+                      twin=None, ranges_note: str = "") -> list[ArtifactReport]:
+    """The TFLite artifacts: one onnx2tf run for the float flavours (and int8 when onnx2tf calibrates it);
+    with an observed ``twin``, int8 from its deployed graph and ranges, falling back to onnx2tf's under auto."""
+    if onnx_result is None:
+        return [ArtifactReport(fmt, error="no ONNX model to convert (ONNX export failed)") for fmt in formats]
+    first = tuple(f for f in formats if f != "int8" or twin is None)
+    arts = {a.format: a for a in _onnx2tf_artifacts(config, first, onnx_path, work, out_dir, samples, reference,
+                                                    progress, report)} if first else {}
+    if twin is not None:
+        from converters.qat_export import export_deployed, int8_artifact
+
+        deployed_path = work / "deployed.onnx"
+        try:
+            with progress.step("deploy", "exporting the observed int8 twin's deployed graph to ONNX"):
+                export_deployed(dataclasses.replace(source, module=twin), deployed_path, config)
+            art = int8_artifact(twin, deployed_path, samples, config, reference, samples.parity_labels, work,
+                                out_dir, progress)
+        except Exception as err:  # noqa: BLE001 - recorded; auto falls back to onnx2tf's calibration
+            art = ArtifactReport("int8", error=f"int8 with observed ranges failed: {type(err).__name__}: {err}")
+        if art.error and config.int8_ranges == "auto":
+            failed = art.error.splitlines()[0]
+            art = _onnx2tf_artifacts(config, ("int8",), onnx_path, work, out_dir, samples, reference, progress,
+                                     report)[0]
+            ranges_note = f"onnx2tf calibration (observed ranges failed: {failed})"
+        arts["int8"] = art
+    if "int8" in arts and ranges_note:
+        arts["int8"].io["ranges"] = ranges_note
+    return [arts[f] for f in formats]
+
+
+def _onnx2tf_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_path: Path, work: Path, out_dir: Path,
+                       samples, reference, progress: Progress, report: ConvertReport) -> list[ArtifactReport]:
     from converters import parity
     from converters.onnx2tf_runner import Onnx2TfError, build_tflite
     from converters.tflite_inspect import float_fallback, interpreter, op_counts
 
     arts = {fmt: ArtifactReport(fmt) for fmt in formats}
-    if onnx_result is None:
-        for art in arts.values():
-            art.error = "no ONNX model to convert (ONNX export failed)"
-        return list(arts.values())
     build = None
     with progress.step("tflite", f"converting to TFLite ({', '.join(formats)}; {config.layout.upper()} input) "
                                  "with onnx2tf"):
         try:
-            build = build_tflite(onnx_path, work / "onnx2tf", formats, samples.calib, layout=config.layout,
-                                 int8_io=config.int8_io, batch_size=config.batch_size)
+            build = build_tflite(onnx_path, work / f"onnx2tf-{'-'.join(formats)}", formats, samples.calib,
+                                 layout=config.layout, int8_io=config.int8_io, batch_size=config.batch_size)
         except Onnx2TfError as err:
             for art in arts.values():
                 art.error = str(err)
@@ -179,6 +217,12 @@ def _tflite_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_resu
             except Exception as err:  # noqa: BLE001 - a broken artifact is reported, not fatal
                 art.error = f"cannot run {path.name}: {type(err).__name__}: {err}"
     return list(arts.values())
+
+
+def _step_count(tflite_formats: tuple[str, ...], observed_int8: bool) -> int:
+    """load, data, reference, onnx, report; observe for int8; onnx2tf + parity; deploy, onnx2tf, ranges."""
+    first = [f for f in tflite_formats if f != "int8" or not observed_int8]
+    return 5 + ("int8" in tflite_formats) + 2 * bool(first) + 3 * observed_int8
 
 
 def _versions() -> dict[str, str]:

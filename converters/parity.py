@@ -60,8 +60,9 @@ def judge(fmt: str, parity: Parity, thresholds: Thresholds, float_ops: int = 0) 
             problems.append(f"{fmt}: max|diff| {parity.max_abs_diff:.3g} exceeds {thresholds.fp32_rel_max_diff:g} x "
                             f"max|logit| = {bar:.3g}")
     elif fmt == "fp16":
-        if not parity.cosine_min >= thresholds.fp16_min_cosine:
-            problems.append(f"fp16: cosine similarity {parity.cosine_min:.6f} is below {thresholds.fp16_min_cosine:g}")
+        if not parity.cosine_mean >= thresholds.fp16_min_cosine:
+            problems.append(f"fp16: mean cosine similarity {parity.cosine_mean:.6f} is below "
+                            f"{thresholds.fp16_min_cosine:g} (worst image {parity.cosine_min:.6f})")
     elif fmt in ("dynamic", "int8"):
         if not parity.top1_agreement >= thresholds.int8_min_top1:
             problems.append(f"{fmt}: top-1 agreement {parity.top1_agreement:.1%} is below "

@@ -380,10 +380,6 @@ def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[st
              ) -> ConvertReport:
     from converters import parity
     from converters.api import ONNX_FILE, _versions, write_report
-    from converters.onnx2tf_runner import Onnx2TfError, build_tflite
-    from converters.onnx_export import export_onnx
-    from converters.tflite_inspect import float_fallback, interpreter, op_counts
-    from mobile_compress.quantization import deploy_model
 
     out_dir = Path(config.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -399,9 +395,8 @@ def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[st
     work = Path(tempfile.mkdtemp(prefix="mobile-compress-qat-"))
     try:
         onnx_path = (out_dir if "onnx" in formats else work) / ONNX_FILE
-        deployed = dataclasses.replace(source, module=deploy_model(source.module))
         with progress.step("onnx", "exporting the deployed graph (folded, int8-grid weights) to ONNX"):
-            onnx_result = export_onnx(deployed, onnx_path, opset=config.opset, batch_size=config.batch_size)
+            onnx_result = export_deployed(source, onnx_path, config)
             report.opset, report.batch = onnx_result.opset, onnx_result.input_shape[0]
         if "onnx" in formats:
             art = ArtifactReport("onnx", path=str(onnx_path), size_bytes=onnx_path.stat().st_size)
@@ -409,40 +404,64 @@ def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[st
                       "note": "deployed float graph; int8 ranges are in the .tflite"}
             report.artifacts.append(art)
         if "int8" in formats:
-            art = ArtifactReport("int8")
-            report.artifacts.append(art)
-            with progress.step("tflite", "converting to int8 TFLite with onnx2tf"):
-                try:
-                    build = build_tflite(onnx_path, work / "onnx2tf", ("int8",), samples.calib, layout=config.layout,
-                                         int8_io=config.int8_io, batch_size=config.batch_size)
-                except Onnx2TfError as err:
-                    build, art.error = None, str(err)
-            if build is not None and "int8" not in build.files:
-                art.error = build.missing.get("int8", "not produced")
-            if art.error is None:
-                path = out_dir / "model_int8.tflite"
-                with progress.step("ranges", "writing the trained int8 ranges into the .tflite and checking parity"):
-                    probe = samples.calib[:PROBE_IMAGES]
-                    transfer = transfer_ranges(build.files["int8"], path, source.module, probe, config.layout)
-                    art.path, art.size_bytes = str(path), path.stat().st_size
-                    interp = interpreter(path, delegates=False)
-                    d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
-                    art.io = {"dtype": f"{d_in['dtype'].__name__}/{d_out['dtype'].__name__}",
-                              "shape": [int(v) for v in d_in["shape"]],
-                              "input_quantization": list(d_in["quantization"]),
-                              "output_quantization": list(d_out["quantization"]),
-                              "range_transfer": transfer.to_dict()}
-                    art.ops = op_counts(path)
-                    art.float_fallback = float_fallback(path)
-                    art.parity = parity.compare(reference, parity.run_tflite(path, samples.parity, config.layout),
-                                                labels)
-                    art.problems = parity.judge("int8", art.parity, config.thresholds, len(art.float_fallback))
-                    art.problems += [f"int8: {c}" for c in transfer.conflicts]
+            report.artifacts.append(int8_artifact(source.module, onnx_path, samples, config, reference, labels,
+                                                  work, out_dir, progress))
         write_report(report, out_dir, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
 
 
-__all__ = ["QAT_FORMATS", "RangeTransfer", "convert_quantized", "export_int8", "is_quantized_checkpoint",
-           "transfer_ranges"]
+def export_deployed(source: Any, onnx_path: Path, config: ConvertConfig) -> Any:
+    """ONNX of ``source.module``'s deployed graph (a fake-quant model): folded, int8-grid weights, no fake-quant."""
+    from converters.onnx_export import export_onnx
+    from mobile_compress.quantization import deploy_model
+
+    deployed = dataclasses.replace(source, module=deploy_model(source.module))
+    return export_onnx(deployed, onnx_path, opset=config.opset, batch_size=config.batch_size)
+
+
+def int8_artifact(qmodel: Any, deployed_onnx: Path, samples: Any, config: ConvertConfig, reference: np.ndarray,
+                  labels: np.ndarray | None, work: Path, out_dir: Path, progress: Any) -> ArtifactReport:
+    """The int8 .tflite of a fake-quant model: onnx2tf on its deployed ONNX, then its ranges written in.
+
+    ``reference``: what the artifact is judged against (the fake-quant model for a
+    quantized checkpoint; the float model when a float checkpoint is calibrated by our
+    observers).
+    """
+    from converters import parity
+    from converters.onnx2tf_runner import Onnx2TfError, build_tflite
+    from converters.tflite_inspect import float_fallback, interpreter, op_counts
+
+    art = ArtifactReport("int8")
+    with progress.step("tflite_int8", "converting the deployed graph to int8 TFLite with onnx2tf"):
+        try:
+            build = build_tflite(deployed_onnx, work / "onnx2tf-int8", ("int8",), samples.calib,
+                                 layout=config.layout, int8_io=config.int8_io, batch_size=config.batch_size)
+        except Onnx2TfError as err:
+            art.error = str(err)
+            return art
+    if "int8" not in build.files:
+        art.error = build.missing.get("int8", "not produced")
+        return art
+    path = out_dir / "model_int8.tflite"
+    with progress.step("ranges", "writing the observed int8 ranges into the .tflite and checking parity"):
+        transfer = transfer_ranges(build.files["int8"], path, qmodel, samples.calib[:PROBE_IMAGES], config.layout)
+        art.path, art.size_bytes = str(path), path.stat().st_size
+        interp = interpreter(path, delegates=False)
+        d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
+        art.io = {"dtype": f"{d_in['dtype'].__name__}/{d_out['dtype'].__name__}",
+                  "shape": [int(v) for v in d_in["shape"]],
+                  "input_quantization": list(d_in["quantization"]),
+                  "output_quantization": list(d_out["quantization"]),
+                  "range_transfer": transfer.to_dict()}
+        art.ops = op_counts(path)
+        art.float_fallback = float_fallback(path)
+        art.parity = parity.compare(reference, parity.run_tflite(path, samples.parity, config.layout), labels)
+        art.problems = parity.judge("int8", art.parity, config.thresholds, len(art.float_fallback))
+        art.problems += [f"int8: {c}" for c in transfer.conflicts]
+    return art
+
+
+__all__ = ["QAT_FORMATS", "RangeTransfer", "convert_quantized", "export_deployed", "export_int8", "int8_artifact",
+           "is_quantized_checkpoint", "transfer_ranges"]

@@ -96,7 +96,8 @@ class ConvertReport:
                 "kb": a.size_bytes / 1024 if a.size_bytes else None,
                 "io": a.io.get("dtype", ""),
                 "max": p.max_abs_diff if p else None, "mean": p.mean_abs_diff if p else None,
-                "cos": p.cosine_min if p else None, "top1": p.top1_agreement if p else None,
+                "cos": p.cosine_mean if p else None, "cos_min": p.cosine_min if p else None,
+                "top1": p.top1_agreement if p else None,
                 "fallback": None if a.float_fallback is None else len(a.float_fallback),
                 "verdict": "ok" if a.passed else ("FAILED" if a.error else "BELOW BAR"),
             })
@@ -104,6 +105,6 @@ class ConvertReport:
             Column("format", "artifact"), Column("file", "file"),
             Column("kb", "KiB", lambda v: f"{v:,.0f}", ">"), Column("io", "io"),
             Column("max", "max|Δ|", lambda v: f"{v:.3g}", ">"), Column("mean", "mean|Δ|", lambda v: f"{v:.3g}", ">"),
-            Column("cos", "cos min", lambda v: f"{v:.6f}", ">"), Column("top1", "top-1 agree", lambda v: f"{v:.1%}", ">"),
+            Column("cos", "cos mean", lambda v: f"{v:.6f}", ">"), Column("cos_min", "cos min", lambda v: f"{v:.6f}", ">"), Column("top1", "top-1 agree", lambda v: f"{v:.1%}", ">"),
             Column("fallback", "float ops", str, ">"), Column("verdict", "verdict"),
         ], title=f"parity vs {self.reference} on {self.parity_samples} images of {self.data}")

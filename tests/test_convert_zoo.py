@@ -10,6 +10,9 @@ their int8 agreement is around 80%, whatever the converter does.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 import models
@@ -47,6 +50,21 @@ MIN_ACCURACY = 0.5  # of the PyTorch model on the parity images (10 classes: cha
 PARITY_SAMPLES = 100  # 98% agreement then allows 2 flips, not 0 as with 32 samples
 
 
+# A folder of fits kept between runs (one sub-folder per case id): a rerun after a converter change
+# then skips the fitting, which is most of the time at 224 (ResNet-50 alone is about 25 min).
+FITS_ENV = "MOBILE_COMPRESS_TEST_FITS"
+
+
+def fitted_checkpoint(case: tuple[str, dict], scratch: Path) -> Path:
+    """The case's model fitted on the digits: reused from ``$MOBILE_COMPRESS_TEST_FITS`` or fitted now."""
+    name, options = case
+    keep = os.environ.get(FITS_ENV)
+    folder = Path(keep) / case_id(case) if keep else scratch
+    if keep and (folder / "checkpoint.json").is_file():
+        return folder
+    return zoo_checkpoint(name, folder, train_epochs=TRAIN_EPOCHS, train_images=TRAIN_IMAGES, **options)
+
+
 def case_id(case: tuple[str, dict]) -> str:
     name, options = case
     return "-".join([name] + [f"{k}={v}" for k, v in sorted(options.items())])
@@ -63,14 +81,13 @@ def test_the_matrix_covers_every_model_and_both_stems():
 @pytest.mark.timeout(3600)  # fitting ResNet-50 at 224 takes about 25 min on 2 cores
 @pytest.mark.parametrize("case", coverage_cases(), ids=case_id)
 def test_zoo_model_converts_to_every_format_within_parity(case, tmp_path):
-    name, options = case
-    checkpoint = zoo_checkpoint(name, tmp_path / "ck", train_epochs=TRAIN_EPOCHS, train_images=TRAIN_IMAGES, **options)
+    checkpoint = fitted_checkpoint(case, tmp_path / "ck")
     report = convert(ConvertConfig(source=checkpoint, out_dir=tmp_path / "out", calib="builtin",
                                    calib_samples=32, parity_samples=PARITY_SAMPLES, progress=False))
     for a in report.artifacts:
         relative = a.parity.max_abs_diff / a.parity.max_abs_reference if a.parity.max_abs_reference else float("nan")
         print(f"{case_id(case)} {a.format}: max|diff| {relative:.2e} x max|logit| "
-              f"({a.parity.max_abs_reference:.3g}), cosine {a.parity.cosine_min:.6f}, top-1 agreement {a.parity.top1_agreement:.1%}, "
+              f"({a.parity.max_abs_reference:.3g}), cosine mean {a.parity.cosine_mean:.6f} min {a.parity.cosine_min:.6f}, top-1 agreement {a.parity.top1_agreement:.1%}, "
               f"accuracy {a.parity.top1_accuracy}, float ops {len(a.float_fallback or [])}")
     assert [a.format for a in report.artifacts] == ["onnx", "fp32", "fp16", "dynamic", "int8"]
     errors = [f"{a.format}: {a.error}" for a in report.artifacts if a.error]

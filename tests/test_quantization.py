@@ -6,6 +6,8 @@ test_quantization_export.py.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,7 @@ FAMILIES = [
     ("mobilenet_v3_large", {"width_mult": 0.25}),
     ("shufflenet_v2_x0_5", {}),
     ("squeezenet1_1", {}),
+    ("resnet18", {}),
 ]
 
 
@@ -116,6 +119,19 @@ def test_every_family_prepares_trains_a_step_and_deploys(name, options, single_t
             steps = m.weight / scheme.weight_scales(m.weight).reshape(-1, *[1] * (m.weight.dim() - 1))
             assert torch.allclose(steps, steps.round(), atol=1e-3)
     assert torch.isfinite(deployed(x)).all()
+
+
+@pytest.mark.parametrize("name,options", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_before_calibration_the_twin_computes_the_float_model(name, options, single_thread) -> None:
+    """Only the weights' int8 rounding separates them. ResNet's blocks call one ReLU module twice (after
+    bn1 and after the residual add); fusing the first call once turned the module into an identity, and
+    the twin of a ResNet-18 then differed from it by 25 times the output's norm."""
+    model = _family(name, options)
+    x = torch.randn(4, *SHAPE[1:])
+    with torch.no_grad():
+        reference = model(x)
+        twin = prepare(copy.deepcopy(model), SHAPE).eval()(x)
+    assert (twin - reference).norm() / reference.norm() < 0.3
 
 
 def test_user_module_fuses_add_concat_and_shares_concat_scale() -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from converters import ConvertConfig, Thresholds, convert
-from converters.config import FORMATS, INT8_IO, LAYOUTS, parse_formats, parse_input_size
+from converters.config import FORMATS, INT8_IO, INT8_RANGES, LAYOUTS, parse_formats, parse_input_size
 from mobile_compress.cli.common import print_json
 
 EXIT_BELOW_BAR = 1
@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", help="HEIGHTxWIDTH or one side (needed for sources with a dynamic size)")
     p.add_argument("--layout", default="nhwc", choices=LAYOUTS, help="TFLite input layout (default nhwc, Android's)")
     p.add_argument("--int8-io", default="int8", choices=INT8_IO, help="int8 model input/output type (default int8)")
+    p.add_argument("--int8-ranges", default="auto", choices=INT8_RANGES,
+                   help="int8 activation ranges: observers (our post-training calibration), onnx2tf (TFLite's), "
+                        "or auto (default: observers for checkpoints, onnx2tf for .pt2/.onnx)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, the dynamo exporter's minimum)")
     p.add_argument("--batch-size", type=int, default=1, help="fixed batch dimension (default 1)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX artifact with a dynamic batch dimension")
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp32-max-rel-diff", type=float, default=Thresholds.fp32_rel_max_diff,
                    help="ONNX/fp32 bar: max|diff| <= this x max|logit| (default 1e-4)")
     p.add_argument("--fp16-min-cosine", type=float, default=Thresholds.fp16_min_cosine,
-                   help="fp16 bar: smallest cosine similarity (default 0.9999)")
+                   help="fp16 bar: lowest mean cosine similarity over the parity images (default 0.9999)")
     p.add_argument("--int8-min-agreement", type=float, default=Thresholds.int8_min_top1,
                    help="dynamic/int8 bar: top-1 agreement fraction (default 0.98)")
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     config = ConvertConfig(
         source=args.source, out_dir=args.out, formats=parse_formats(args.formats), calib=args.calib,
         input_size=parse_input_size(args.input_size) if args.input_size else None, layout=args.layout,
-        int8_io=args.int8_io, opset=args.opset, batch_size=args.batch_size, dynamic_batch=args.dynamic_batch,
+        int8_io=args.int8_io, int8_ranges=args.int8_ranges, opset=args.opset, batch_size=args.batch_size, dynamic_batch=args.dynamic_batch,
         normalization=args.normalization, calib_samples=args.calib_samples, parity_samples=args.parity_samples,
         thresholds=Thresholds(args.fp32_max_rel_diff, args.fp16_min_cosine, args.int8_min_agreement,
                               args.allow_float_fallback),

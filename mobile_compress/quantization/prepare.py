@@ -146,9 +146,12 @@ def _fuse(gm: fx.GraphModule) -> None:
             old.replace_all_uses_with(node)
             node.meta = {**node.meta, "tensor_meta": old.meta.get("tensor_meta")}
         for old in reversed(absorbed):
-            if old.op == "call_module":
-                _set_module(gm, old.target, nn.Identity())
             gm.graph.erase_node(old)
+            # a module called again elsewhere (ResNet's blocks call one ReLU after bn1 and after the add)
+            # stays for those calls; only one no longer called is dropped (with its BatchNorm buffers)
+            if old.op == "call_module" and not any(n.op == "call_module" and n.target == old.target
+                                                   for n in gm.graph.nodes):
+                _set_module(gm, old.target, nn.Identity())
 
 
 def _is_tensor(node: fx.Node) -> bool:
