@@ -445,7 +445,7 @@ def int8_artifact(qmodel: Any, deployed_onnx: Path, samples: Any, config: Conver
         art.error = build.missing.get("int8", "not produced")
         return art
     path = out_dir / "model_int8.tflite"
-    with progress.step("ranges", "writing the observed int8 ranges into the .tflite and checking parity"):
+    with progress.step("ranges", "writing the int8 ranges into the .tflite and checking parity"):
         transfer = transfer_ranges(build.files["int8"], path, qmodel, samples.calib[:PROBE_IMAGES], config.layout)
         art.path, art.size_bytes = str(path), path.stat().st_size
         interp = interpreter(path, delegates=False)
