@@ -5,7 +5,7 @@ top-1 agreement with the float model (93% on MobileNetV3-Large x0.5, whether it 
 on 32, 256 or 1,000 images), while the same images through our fake-quant twin
 (``mobile_compress.quantization.prepare`` + ``calibrate``: min/max per tensor, including
 the inner tensors of each hardswish) and the range transfer that quantized checkpoints
-use (``qat_export.int8_artifact``) agreed on 99% (100% with 512 images), at the same
+use (``qat_export.int8_artifact``) agreed on 99% (100% with 512 images), at about the same
 speed. The twin is a post-training quantization of the model; parity is still measured
 against the float model.
 
