@@ -65,9 +65,8 @@ def convert(config: ConvertConfig) -> ConvertReport:
     if is_quantized_checkpoint(config.source):  # QAT/PTQ: the int8 .tflite gets the trained ranges
         return convert_quantized(config)
     tflite_formats = tuple(f for f in config.formats if f in TFLITE_FORMATS)
-    observe = "int8" in tflite_formats and config.int8_ranges != "onnx2tf" and Path(config.source).suffix not in (
-        ".onnx", ".pt2")
-    progress = Progress(_step_count(tflite_formats, observe), config.progress)
+    # counted as if our observers make the int8 model; corrected once choose_twin has seen the source
+    progress = Progress(_step_count(tflite_formats, config.int8_ranges != "onnx2tf"), config.progress)
     out_dir = Path(config.out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file", hint="pass a directory for the artifacts")
@@ -221,6 +220,7 @@ def _onnx2tf_artifacts(config: ConvertConfig, formats: tuple[str, ...], onnx_pat
 
 def _step_count(tflite_formats: tuple[str, ...], observed_int8: bool) -> int:
     """load, data, reference, onnx, report; observe for int8; onnx2tf + parity; deploy, onnx2tf, ranges."""
+    observed_int8 = observed_int8 and "int8" in tflite_formats
     first = [f for f in tflite_formats if f != "int8" or not observed_int8]
     return 5 + ("int8" in tflite_formats) + 2 * bool(first) + 3 * observed_int8
 
