@@ -99,14 +99,9 @@ def _load_checkpoint(path: Path, input_size: tuple[int, int] | None) -> Source:
 
 
 def _load_pt2(path: Path, input_size: tuple[int, int] | None) -> Source:
-    import torch
+    from converters.pt2_archive import load_program
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot load {path} as a torch.export program: {str(err).splitlines()[0] if str(err) else err}",
-                        hint="save the program with torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
-                        ) from None
+    program = load_program(path)
     shapes = []
     for spec in program.graph_signature.input_specs:
         if spec.kind.name == "USER_INPUT":
@@ -145,6 +140,10 @@ def _load_onnx(path: Path, input_size: tuple[int, int] | None) -> Source:
     except Exception as err:  # noqa: BLE001
         raise UserError(f"cannot read {path} as an ONNX model: {str(err).splitlines()[0] if str(err) else err}",
                         hint="check that the file is a complete .onnx model") from None
+    if not model.ir_version or not model.graph.node:  # protobuf parses an empty or foreign file as a blank model
+        what = "is empty (0 bytes)" if path.stat().st_size == 0 else "is not an ONNX model (no IR version or no graph)"
+        raise UserError(f"{path} {what}", hint="export the model again, e.g. with torch.onnx.export(model, (x,), "
+                        "'model.onnx'), and check that the copy is complete")
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
