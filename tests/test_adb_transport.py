@@ -61,7 +61,9 @@ def adb(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def device(adb_server, tmp_path):
-    with VirtualDevice(workdir=tmp_path / "vd") as dev:
+    # AUTH is on: the phone has said "Always allow" to the adb server's key and to adb-shell's.
+    trusted = [(adb_server["home"] / ".android" / "adbkey.pub").read_text(), keys.public_key_text()]
+    with VirtualDevice(config_from_dict({"authorized_keys": trusted}), workdir=tmp_path / "vd") as dev:
         assert "connected to" in adb("connect", dev.serial).stdout
         _wait_state(dev.serial, "device")
         yield dev

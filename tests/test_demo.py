@@ -64,8 +64,10 @@ def test_demo_takes_the_one_phone_and_otherwise_the_host_with_the_reason(tmp_pat
 
 def test_demo_on_a_single_virtual_phone_profiles_there(tmp_path, monkeypatch) -> None:
     from test_profile_flow import open_virtual, virtual_device
+    from android_harness.transport import keys
     from android_harness.virtual_device.fake_benchmark_model import write_launcher
 
+    monkeypatch.setenv(keys.ENV_KEY, str(tmp_path / "keys" / "adbkey"))  # both ends' key; never ~/.android
     monkeypatch.setenv("MOBILE_COMPRESS_BENCHMARK_MODEL", str(write_launcher(tmp_path / "bm" / "benchmark_model")))
     with virtual_device(tmp_path) as dev:
         serial = dev.serial

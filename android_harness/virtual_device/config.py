@@ -1,7 +1,9 @@
 """What the virtual device pretends to be: properties, CPUs, battery, thermal zones, keys and faults.
 
 Loaded from a JSON or YAML file (``mobile-compress virtual-device --config FILE``); every
-field has a default, so an empty file gives a plausible arm64 phone.
+field has a default, so an empty file gives a plausible arm64 phone. AUTH is required by
+default: its shell runs as the user who started it, so only that user's own adb key (or the
+keys the config lists) may open it.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from android_harness.transport import keys
+from android_harness.virtual_device import auth
 from android_harness.virtual_device.faults import Faults
 from mobile_compress.errors import UserError
 
@@ -66,14 +70,22 @@ class VirtualDeviceConfig:
     thermal_zones: list[ThermalZone] = field(default_factory=lambda: list(DEFAULT_ZONES))
     thermal_status: int = 0
     features: list[str] = field(default_factory=lambda: ["shell_v2", "cmd", "stat_v2", "fixed_push_mkdir"])
-    authorized_keys: list[str] = field(default_factory=list)  # adb public keys (text); empty: no AUTH at all
-    require_auth: bool = False
+    authorized_keys: list[str] = field(default_factory=list)  # adb public keys (text); empty: the user's own key
+    require_auth: bool = True  # False only with --insecure (or require_auth: false): anyone local gets a shell
     nnapi_accelerators: list[str] = field(default_factory=lambda: ["nnapi-reference"])
     faults: Faults = field(default_factory=Faults)
 
     @property
     def serialno(self) -> str:
         return self.props.get("ro.serialno", "MCVIRTUAL0001")
+
+    def trusted_keys(self) -> list[str]:
+        """The public keys whose holders may open the device: the configured ones, else the starting
+        user's own (``~/.android/adbkey.pub``, created like adb does if missing), as adb on the same
+        account would sign with. Nothing when AUTH is off."""
+        if not self.require_auth:
+            return []
+        return list(self.authorized_keys) or [keys.public_key_text()]
 
     def banner(self) -> bytes:
         keys = ("ro.product.name", "ro.product.model", "ro.product.device")
@@ -105,7 +117,13 @@ def config_from_dict(data: dict, source: str = "<dict>") -> VirtualDeviceConfig:
         config.authorized_keys = [str(k) for k in data.get("authorized_keys", [])]
         for path in data.get("authorized_key_files", []):
             config.authorized_keys.append(Path(path).expanduser().read_text())
-        config.require_auth = bool(data.get("require_auth", bool(config.authorized_keys)))
+        for index, text in enumerate(config.authorized_keys):
+            try:
+                auth.parse_public_key(text)
+            except ValueError as err:
+                raise ValueError(f"authorized_keys[{index}]: {err} (give the contents of an adbkey.pub, "
+                                 "or its path in authorized_key_files)") from None
+        config.require_auth = bool(data.get("require_auth", True))
         if "nnapi_accelerators" in data:
             config.nnapi_accelerators = [str(a) for a in data["nnapi_accelerators"]]
         config.faults = Faults.from_dict(data.get("faults"))

@@ -84,16 +84,20 @@ class Sandbox:
             device_path = "/data/local/tmp/" + device_path
         return to_host(device_path, self.root)
 
-    def sync_path(self, device_path: str) -> Path:
+    def sync_path(self, device_path: str, follow_last: bool = True) -> Path:
         """A device path for file transfer, which never leaves the sandbox (PermissionError otherwise).
 
         Shell commands run as the host user anyway, but push and pull must not write or read
-        host files through a path the sandbox does not map (/etc/..., /data/../..).
+        host files through a path the sandbox does not map (/etc/..., /data/../..) nor through a
+        symlink inside it (``ln -s /etc x`` then ``pull x/hostname``): symlinks are resolved before
+        the check and the resolved path is what gets opened. ``follow_last=False`` keeps a final
+        symlink itself (lstat), its directory still resolved.
         """
         host = Path(os.path.normpath(self.host_path(device_path)))
-        if host != self.root and self.root not in host.parents:
+        real = host.resolve() if follow_last else host.parent.resolve() / host.name
+        if real != self.root and self.root not in real.parents:
             raise PermissionError(13, "Permission denied", device_path)
-        return host
+        return real
 
     def env(self) -> dict[str, str]:
         """The environment of a device shell: sandbox tools first on PATH, HOME and TMPDIR on the sandbox."""

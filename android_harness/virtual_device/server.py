@@ -2,10 +2,12 @@
 
 One thread per connection reads packets; each stream's service runs in its own thread, so a
 service waiting for the host's OKAY (flow control: one WRTE in flight per stream) never
-blocks the reader that will deliver it. Listens on 127.0.0.1 only.
+blocks the reader that will deliver it. Listens on 127.0.0.1 only, and by default opens only
+for a host that signs the AUTH token with an authorized key (see ``config.trusted_keys``).
 """
 from __future__ import annotations
 
+import logging
 import queue
 import socket
 import tempfile
@@ -18,6 +20,8 @@ from android_harness.virtual_device.protocol import Packet
 from android_harness.virtual_device.sandbox import Sandbox
 from android_harness.virtual_device.shell import ShellService
 from android_harness.virtual_device.sync import SyncService
+
+_log = logging.getLogger(__name__)
 
 
 class Stream:
@@ -52,6 +56,7 @@ class Stream:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.incoming.put(None)  # wake whoever waits in recv(): the host's CLSE will no longer reach us
             self.connection.send(Packet(protocol.CLSE, self.local_id, self.remote_id))
             self.connection.forget(self)
 
@@ -73,7 +78,8 @@ class Connection:
         self.streams: dict[int, Stream] = {}
         self._send_lock = threading.Lock()
         self._next_id = 1
-        self._token = b""
+        self._token = b""  # the challenge now outstanding; empty when none (or once answered)
+        self._host_version, self._host_maxdata = protocol.VERSION_SKIP_CHECKSUM, protocol.MAX_PAYLOAD
 
     def send(self, packet: Packet) -> bool:
         with self._send_lock:
@@ -135,20 +141,16 @@ class Connection:
             else:
                 self._accept(packet.arg0, packet.arg1)
         elif packet.command == protocol.AUTH and not self.online:
-            keys = [] if config.faults.unauthorized else self.device.allowed_keys
-            if packet.arg0 == protocol.AUTH_SIGNATURE:
-                if auth.verify(self._token, packet.payload, keys):
+            # Only a signature of the current token opens the device; each token gets one try. A bare
+            # AUTH RSAPUBLICKEY is where adbd asks "Allow USB debugging?": nobody can answer that here,
+            # so the host stays unauthorized, even for a key that is on the list (a public key is public).
+            if packet.arg0 == protocol.AUTH_SIGNATURE and self._token:
+                token, self._token = self._token, b""
+                keys = [] if config.faults.unauthorized else self.device.allowed_keys
+                if auth.verify(token, packet.payload, keys):
                     self._accept(self._host_version, self._host_maxdata)
                 else:
                     self._challenge()
-            elif packet.arg0 == protocol.AUTH_RSAPUBLICKEY:
-                # A real phone would now ask its user; this one "remembers" only the configured keys.
-                try:
-                    offered = auth.parse_public_key(packet.payload)
-                except (ValueError, TypeError):
-                    return
-                if any(auth.same_key(offered, key) for key in keys):
-                    self._accept(self._host_version, self._host_maxdata)
         elif not self.online:
             return  # adbd ignores everything else until the handshake is done
         elif packet.command == protocol.OPEN:
@@ -195,13 +197,13 @@ class VirtualDevice:
     def __init__(self, config: VirtualDeviceConfig | None = None, workdir: Path | str | None = None,
                  port: int = 0) -> None:
         self.config = config or VirtualDeviceConfig()
+        self.allowed_keys = [auth.parse_public_key(text) for text in self.config.trusted_keys()]
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mc-virtual-device-")
             workdir = self._tmp.name
         self.sandbox = Sandbox(workdir)
         self.sandbox.build(self.config)
-        self.allowed_keys = [auth.parse_public_key(text) for text in self.config.authorized_keys]
         self._requested_port = port
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
@@ -224,6 +226,9 @@ class VirtualDevice:
         listener.bind(("127.0.0.1", self._requested_port))
         listener.listen(16)
         self._listener = listener
+        if not self.config.require_auth:
+            _log.warning("virtual device %s: AUTH is OFF: any local user can connect and run commands as the "
+                         "user who started it", self.serial)
         threading.Thread(target=self._accept_loop, daemon=True).start()
         return self
 
@@ -253,6 +258,10 @@ class VirtualDevice:
     def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread: close() alone leaves it blocked
+            except OSError:
+                pass
             listener.close()
         self.disconnect_all()
         if self._tmp is not None:

@@ -72,8 +72,8 @@ class SyncService:
 
     def _stat_v2(self, ident: bytes, path: str) -> None:
         try:
-            host = self.sandbox.sync_path(path)
-            st = os.lstat(host) if ident == b"LST2" else os.stat(host)
+            host = self.sandbox.sync_path(path, follow_last=ident != b"LST2")
+            st = os.lstat(host)
         except OSError as err:
             self.stream.send(sp.STAT_V2.pack(ident, err.errno or errno.ENOENT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             return
