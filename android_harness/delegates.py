@@ -6,6 +6,7 @@ The label is stable, so results can be matched across devices and resumed runs.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Iterable, Sequence
@@ -13,6 +14,15 @@ from typing import Iterable, Sequence
 from mobile_compress.errors import UserError
 
 KINDS = ("cpu", "gpu", "nnapi", "external")
+
+# benchmark_model reads --external_delegate_options as "k1:v1;k2:v2", so a ';' or ':' in a key or
+# value would add options of its own. Keys and values are held to what real delegate options use
+# (QNN's backend_type:htp, library_path:/data/local/tmp/libQnnHtp.so, htp_performance_mode:2 ...);
+# an accelerator name (qti-dsp, google-edgetpu, nnapi-reference, mtk-neuron_shim) is also part of
+# the run's label, which names a result folder, so it has no '/'.
+OPTION_KEY = re.compile(r"[A-Za-z0-9_]+")
+OPTION_VALUE = re.compile(r"[A-Za-z0-9_.,/+-]+")
+ACCELERATOR = re.compile(r"[A-Za-z0-9_.,+-]+")
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,10 @@ class DelegateConfig:
     fp16: bool = False  # nnapi: relax fp32 to fp16
     library: str | None = None  # external: host or device path of the delegate .so
     options: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # external: key/value options
+
+    def __post_init__(self) -> None:
+        check_accelerator(self.accelerator)
+        check_options(self.options)
 
     @property
     def label(self) -> str:
@@ -54,6 +68,29 @@ class DelegateConfig:
             if self.options:
                 flags.append("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in self.options))
         return flags
+
+
+def check_accelerator(name: str | None) -> None:
+    """UserError unless ``name`` is None or a plain NNAPI accelerator name."""
+    if name is not None and not ACCELERATOR.fullmatch(name):
+        raise UserError(f"--nnapi-accelerator {name!r} is not a valid NNAPI accelerator name",
+                        hint="use the name the phone reports, made of letters, digits and _ . , + - only "
+                             "(e.g. qti-dsp, google-edgetpu, nnapi-reference)")
+
+
+def check_options(options: Iterable[tuple[str, str]]) -> None:
+    """UserError unless every external delegate option is KEY:VALUE that cannot add options of its own."""
+    for key, value in options:
+        if not OPTION_KEY.fullmatch(key):
+            raise UserError(f"--external-option {key + '=' + value!r}: the key {key!r} is not allowed",
+                            hint="a key is letters, digits and _ only (e.g. backend_type); the options reach "
+                                 "benchmark_model as KEY:VALUE;KEY:VALUE, so ';' and ':' cannot be part of one")
+        if not OPTION_VALUE.fullmatch(value):
+            raise UserError(f"--external-option {key + '=' + value!r}: the value {value!r} is not allowed",
+                            hint="a value is letters, digits and _ . , / + - only and not empty (e.g. htp, 2, "
+                                 "/data/local/tmp/libQnnHtp.so); the options reach benchmark_model as "
+                                 "KEY:VALUE;KEY:VALUE, so ';' and ':' cannot be part of one; pass one "
+                                 "--external-option per option")
 
 
 def _bool(value: bool) -> str:

@@ -47,6 +47,7 @@ class RunResult:
     timed_out: bool = False
     files: list[str] = field(default_factory=list)
     reconnects: int = 0
+    refused: list[str] = field(default_factory=list)  # names the device listed that were not pulled (see pull_dir)
 
 
 class BenchmarkTimeout(TransportError):
@@ -134,7 +135,7 @@ class DeviceSession:
                 self._kill(out)
                 break
             time.sleep(options.poll_s)
-        result.files = self.pull_dir(out, local_dir)
+        result.files = self.pull_dir(out, local_dir, refused=result.refused)
         if result.timed_out:
             raise BenchmarkTimeout(f"benchmark ran past {options.timeout_s:g} s on {self.transport.serial}; "
                                    f"killed, partial files in {local_dir}")
@@ -150,14 +151,46 @@ class DeviceSession:
                 return
             time.sleep(0.25)
 
-    def pull_dir(self, remote: str, local: Path) -> list[str]:
-        """Every plain file of a device directory (not recursive); returns their names."""
+    def pull_dir(self, remote: str, local: Path, refused: list[str] | None = None) -> list[str]:
+        """Every plain file of a device directory (not recursive); returns the names pulled.
+
+        The listing is device output, so it is untrusted: a name that is not a plain file name
+        (``../x``, ``/etc/x``, ``a/b``) or whose target would not lie directly in ``local`` is
+        not pulled but logged and appended to ``refused``, and the other files are pulled as usual.
+        """
         local.mkdir(parents=True, exist_ok=True)
+        folder = local.resolve()
         listing = self.transport.shell(f"ls {quote(remote)} 2>/dev/null", timeout=SHORT_TIMEOUT_S)
-        names = [n.strip() for n in listing.stdout.splitlines() if n.strip()]
-        for name in names:
-            self.transport.pull(f"{remote}/{name}", local / name)
-        return names
+        pulled: list[str] = []
+        for name in dict.fromkeys(n.strip() for n in listing.stdout.splitlines() if n.strip()):
+            problem = unsafe_name(name) or _outside(folder, name)
+            if problem:
+                log.warning("%s: not pulling %r listed in %s: %s", self.transport.serial, name, remote, problem)
+                if refused is not None:
+                    refused.append(name)
+                continue
+            self.transport.pull(f"{remote}/{name}", folder / name)
+            pulled.append(name)
+        return pulled
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` (from a device) is not a plain file name, or None when it is one."""
+    if not name or name in (".", ".."):
+        return "not a file name"
+    if "/" in name or "\\" in name:
+        return "a path, not a plain file name"
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        return "contains a control character (NUL, newline ...)"
+    return None
+
+
+def _outside(folder: Path, name: str) -> str | None:
+    """Why ``folder / name`` resolves (through any symlink) to somewhere not directly in ``folder``, or None."""
+    target = (folder / name).resolve()
+    if target.parent != folder:
+        return f"its target {target} lies outside {folder}"
+    return None
 
 
 def _stop_runs(folders: str) -> str:

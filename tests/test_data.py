@@ -477,8 +477,10 @@ def test_split_layout_and_holdout(tmp_path: Path) -> None:
     uniform_folder(root / "train", 12, {"ant": RED, "bee": BLUE, "cow": GREEN}, 4)
     uniform_folder(root / "test", 12, {"bee": BLUE, "cow": GREEN}, 2)  # no 'ant' images in test
     tr = open_dataset(root, split="train", cache_dir=tmp_path / "c")
-    te = open_dataset(root, split="test", cache_dir=tmp_path / "c")
-    va = open_dataset(root, split="val", cache_dir=tmp_path / "c")  # no val/: the test images
+    with pytest.warns(DataWarning, match=r"test has no folder for 1 class\(es\) of the training split \(ant\)"):
+        te = open_dataset(root, split="test", cache_dir=tmp_path / "c")
+    with pytest.warns(DataWarning, match="ant"):
+        va = open_dataset(root, split="val", cache_dir=tmp_path / "c")  # no val/: the test images
     assert tr.classes == te.classes == ["ant", "bee", "cow"]
     assert len(tr) == 12 and len(te) == 4 and list(te.labels) == [1, 1, 2, 2] and len(va) == 4
     assert tr.train and not te.train
@@ -497,6 +499,55 @@ def test_split_layout_and_holdout(tmp_path: Path) -> None:
     assert set(a.rows).isdisjoint(b.rows) and set(a.rows) | set(b.rows) == set(every.rows)
     a2 = open_dataset(plain, split="train", cache_dir=tmp_path / "c", seed=3)
     np.testing.assert_array_equal(a.rows, a2.rows)
+
+
+def test_split_layout_gets_the_flat_folder_checks(tmp_path: Path) -> None:
+    """train/ + test/ is refused for what a flat folder is refused for: one class, an empty class folder."""
+    c = tmp_path / "c"
+    one = tmp_path / "one"
+    uniform_folder(one / "train", 12, {"cat": RED}, 4)
+    uniform_folder(one / "test", 12, {"cat": RED}, 2)
+    for split in ("train", "test"):
+        with pytest.raises(DataError, match="single class folder") as e:
+            open_dataset(one, split=split, cache_dir=c)
+        assert str(one / split) in str(e.value) and "at least 2 classes" in str(e.value)
+        assert "add a folder of images for each other class" in e.value.hint
+    holes = tmp_path / "holes"
+    uniform_folder(holes / "train", 12, {"ant": RED, "bee": BLUE}, 4)
+    uniform_folder(holes / "test", 12, {"ant": RED, "bee": BLUE}, 2)
+    (holes / "train" / "cow").mkdir()
+    with pytest.raises(DataError, match="without images in .*train: cow") as e:
+        open_dataset(holes, split="train", cache_dir=c)
+    assert "add images to them or remove them" in e.value.hint
+    (holes / "train" / "cow").rmdir()
+    (holes / "test" / "bee" / "000.png").unlink()
+    (holes / "test" / "bee" / "001.png").unlink()
+    with pytest.raises(DataError, match="without images in .*test: bee"):
+        open_dataset(holes, split="test", cache_dir=c)
+    # train/ and test/ holding images but no class folders: not two classes called "train" and "test"
+    loose = tmp_path / "loose"
+    for split in ("train", "test"):
+        for i in range(3):
+            save(loose / split / f"{i}.png", solid(12, 12, RED, i))
+    with pytest.raises(DataError, match=r"train has no class subfolders \(3 images"):
+        open_dataset(loose, split="train", cache_dir=c)
+    # a flat folder with a class called "train" is still a flat folder
+    vehicles = uniform_folder(tmp_path / "vehicles", 12, {"train": RED, "car": BLUE}, 3)
+    assert open_dataset(vehicles, split="all", cache_dir=c).classes == ["car", "train"]
+
+
+def test_train_on_a_one_class_split_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train` on train/cat + test/cat used to report 100 % accuracy; now it stops before training."""
+    from mobile_compress.cli import main
+
+    root = tmp_path / "one"
+    uniform_folder(root / "train", 32, {"cat": RED}, 8)
+    uniform_folder(root / "test", 32, {"cat": RED}, 2)
+    code = main(["train", "--model", "resnet20", "--data", str(root), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "single class folder (cat)" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "best").exists()
 
 
 def test_folder_errors_name_the_path_and_layout(tmp_path: Path) -> None:

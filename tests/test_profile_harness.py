@@ -77,6 +77,30 @@ def test_delegate_flags_and_labels() -> None:
         "--external_delegate_options=backend_type:htp"]
 
 
+def test_delegate_options_and_accelerator_names_cannot_add_options() -> None:
+    """benchmark_model splits --external_delegate_options at ';' and ':': neither may come from a value."""
+    qnn = expand(["external", "nnapi"], library="/vendor/lib64/libQnnTFLiteDelegate.so", accelerator="google-edgetpu",
+                 options=[("backend_type", "htp"), ("library_path", "/data/local/tmp/qnn/libQnnHtp.so"),
+                          ("htp_performance_mode", "2"), ("skel_library_dir", "/vendor/lib/rfsa/adsp")])
+    assert qnn[0].flags()[-1] == ("--external_delegate_options=backend_type:htp;"
+                                  "library_path:/data/local/tmp/qnn/libQnnHtp.so;htp_performance_mode:2;"
+                                  "skel_library_dir:/vendor/lib/rfsa/adsp")
+    for name in ("qti-dsp", "nnapi-reference", "mtk-neuron_shim"):
+        assert DelegateConfig("nnapi", accelerator=name).flags()[2] == f"--nnapi_accelerator_name={name}"
+    for key, value in [("backend_type", "htp;library_path:/sdcard/evil.so"), ("backend_type", "htp:x"),
+                       ("backend_type", ""), ("backend_type", "h t p"), ("backend_type", "htp\n"),
+                       ("backend;x", "htp"), ("backend:x", "htp"), ("", "htp"), ("back-end", "htp")]:
+        with pytest.raises(UserError, match="--external-option") as err:
+            expand(["external"], library="/x/libd.so", options=[(key, value)])
+        assert "';' and ':'" in err.value.hint
+        with pytest.raises(UserError):
+            DelegateConfig("external", library="/x/libd.so", options=((key, value),))
+    for name in ("qti-dsp;x:y", "qti-dsp:1", "../../../etc", "a b", ""):
+        with pytest.raises(UserError, match="--nnapi-accelerator") as err:
+            expand(["nnapi"], accelerator=name)
+        assert "qti-dsp" in err.value.hint
+
+
 def test_expand_multiplies_cpu_threads_and_xnnpack() -> None:
     configs = expand(["cpu", "gpu", "nnapi"], threads=[1, 4], xnnpack=[True, False])
     assert [c.label for c in configs] == ["cpu-1t", "cpu-1t-noxnnpack", "cpu-4t", "cpu-4t-noxnnpack", "gpu-fp32",

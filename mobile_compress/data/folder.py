@@ -137,10 +137,16 @@ def check_folder(root: Path) -> None:
 
 
 def split_dirs(root: Path) -> dict[str, Path] | None:
-    """``{"train": ..., "test": ...}`` when ``root`` holds train/ (+ test/ or val/) subfolders."""
+    """``{"train": ..., "test": ...}`` when ``root`` holds train/ (+ test/ or val/) subfolders.
+
+    A train/ without class subfolders is still a split when test/ or val/ sits beside it (its
+    listing then says so); read as a flat folder, "train" and "test" would be the two classes.
+    """
     train = root / "train"
-    if not train.is_dir() or not _subdirs(train):
+    if not train.is_dir():
         return None
+    if not _subdirs(train) and not any((root / name).is_dir() for name in ("test", "val")):
+        return None  # a flat folder with a class called "train"
     found = {"train": train}
     for split in ("test", "val"):
         for name in SPLIT_DIRS[split]:
@@ -202,19 +208,32 @@ def _list_image_folder(root: Path, classes: Sequence[str] | None) -> FolderListi
         raise DataError(f"{root} has class subfolders but no image files{seen}",
                         hint=FOLDER_LAYOUT + "; readable formats: .jpg, .png, .bmp, .gif, .webp, .tiff, .ppm "
                         "and other Pillow formats")
-    if empty and classes is None:
+    check_classes(root, class_list, empty)
+    missing = [c for c in class_list if c not in names]
+    if missing:  # test/ (or val/) lacks some of train/'s classes: allowed, but its accuracy leaves them out
+        warnings.warn(f"{root} has no folder for {len(missing)} class(es) of the training split "
+                      f"({', '.join(missing[:10])}); accuracy on it does not cover them. Add a folder with "
+                      "images for each, or ignore this if it is meant", DataWarning, stacklevel=4)
+    if other:
+        log.info("%s: ignored %d non-image files (%s)", root, sum(other.values()), dict(other.most_common(5)))
+    return FolderListing(root, class_list, files, labels, stats)
+
+
+def check_classes(root: Path, classes: Sequence[str], empty: Sequence[str]) -> None:
+    """What every ImageFolder must be, flat or each split of train/ + test/: no class folder without
+    images (an empty class can be neither learnt nor tested) and at least 2 classes (one class
+    scores 100 % while learning nothing)."""
+    if empty:
         raise DataError(
             f"class folder(s) without images in {root}: {', '.join(empty[:10])}",
             hint="add images to them or remove them; every class folder must hold at least one image",
         )
-    if classes is None and len(class_list) < 2:
+    if len(classes) < 2:
         raise DataError(
-            f"{root} has a single class folder ({class_list[0]}); a classifier needs at least 2 classes",
-            hint="point at the dataset root (the folder that contains the class folders), " + FOLDER_LAYOUT,
+            f"{root} has a single class folder ({', '.join(classes)}); a classifier needs at least 2 classes",
+            hint="add a folder of images for each other class, or point at the dataset root (the folder that "
+                 "contains the class folders); " + FOLDER_LAYOUT,
         )
-    if other:
-        log.info("%s: ignored %d non-image files (%s)", root, sum(other.values()), dict(other.most_common(5)))
-    return FolderListing(root, class_list, files, labels, stats)
 
 
 def probe_image(path: str) -> tuple[int, int] | None:
