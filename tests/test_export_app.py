@@ -222,6 +222,19 @@ def test_labels_file_card_and_kotlin(float_bundle, models_dir) -> None:
     assert kotlin.count("{") == kotlin.count("}")
 
 
+def test_bundle_files_are_replaced_whole_or_not_at_all(models_dir, tmp_path, monkeypatch) -> None:
+    import converters.app_bundle.export as export
+
+    out = _export(models_dir, tmp_path).out_dir
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(export, "kotlin_snippet", lambda card: "class Broken {" * 1000 + "\ud800")  # fails mid-write
+    with pytest.raises(UnicodeEncodeError):
+        _export(models_dir, tmp_path)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(files) == sorted(old)  # no temp file left behind
+    assert files["MainActivity.kt"] == old["MainActivity.kt"]  # the previous snippet, not a truncated one
+
+
 def test_mediapipe_reads_the_float_bundle_like_litert(float_bundle, digits_norm) -> None:
     raw, x, _ = _digits(digits_norm, 100)
     mp_index, mp_names = mediapipe_top1(float_bundle.files["model"], raw)

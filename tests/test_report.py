@@ -1,11 +1,15 @@
-"""Terminal tables and JSON output."""
+"""Terminal tables, JSON and CSV output, and the atomic writers behind every report."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import stat
 
-from mobile_compress.report import Column, environment, format_table, write_json
+import pytest
+
+from mobile_compress.report import (Column, atomic_open, environment, format_table, printable, safe_cell, write_bytes,
+                                    write_csv_rows, write_json, write_text)
 
 
 def test_table_aligns_columns_and_formats_values() -> None:
@@ -32,3 +36,68 @@ def test_environment_names_machine_and_versions() -> None:
     env = environment()
     assert env.cores >= 1 and "torch" in env.versions and env.python.startswith("3.")
     assert "Machine:" in env.markdown()
+
+
+def test_write_json_that_fails_midway_keeps_the_previous_file_and_no_temp(tmp_path, monkeypatch) -> None:
+    path = write_json(tmp_path / "r.json", {"a": 1})
+
+    def half_then_fail(data, fh, **kw) -> None:
+        fh.write('{"a": ')
+        raise RuntimeError("serialisation failed")
+
+    monkeypatch.setattr(json, "dump", half_then_fail)
+    with pytest.raises(RuntimeError, match="serialisation failed"):
+        write_json(path, {"a": 2})
+    assert path.read_text() == '{\n  "a": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_text_bytes_and_csv_writers_replace_whole_files_or_nothing(tmp_path) -> None:
+    text = write_text(tmp_path / "sub" / "page.html", "<p>old</p>")
+    data = write_bytes(tmp_path / "sub" / "model.tflite", b"old bytes")
+    table = write_csv_rows(tmp_path / "sub" / "t.csv", ["a"], [{"a": 1}])
+    assert (text.read_text(), data.read_bytes()) == ("<p>old</p>", b"old bytes")
+    with pytest.raises(UnicodeEncodeError):
+        write_text(text, "<p>new</p>" * 1000 + "\ud800")  # cannot be encoded: fails after part is written
+    with pytest.raises(RuntimeError):
+        with atomic_open(data, "wb") as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed")
+
+    def rows():
+        yield {"a": 2}
+        raise RuntimeError("a row cannot be computed")
+
+    with pytest.raises(RuntimeError):
+        write_csv_rows(table, ["a"], rows())
+    assert (text.read_text(), data.read_bytes(), table.read_bytes()) == ("<p>old</p>", b"old bytes", b"a\r\n1\r\n")
+    assert sorted(p.name for p in text.parent.iterdir()) == ["model.tflite", "page.html", "t.csv"]
+
+
+@pytest.mark.parametrize("cell", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "-cmd",
+                                  "@SUM(1,1)", "\t=1", "\r=1", "-0.80 pts", "-inf"])
+def test_csv_text_that_a_spreadsheet_would_run_is_quoted(cell) -> None:
+    assert safe_cell(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", [-3.5, -3, 0, True, "-3.5", "+2", "-1e-3", "model.tflite", "a=b", "cpu-1t", ""])
+def test_csv_numbers_and_plain_text_stay_as_they_are(cell) -> None:
+    assert safe_cell(cell) == cell
+
+
+def test_csv_rows_are_formula_safe_and_keep_numbers(tmp_path) -> None:
+    path = write_csv_rows(tmp_path / "t.csv", ["name", "x", "note"],
+                          [{"name": "=1+1", "x": -3.5, "note": None, "ignored": "=2"}])
+    assert list(csv.reader(path.open(newline=""))) == [["name", "x", "note"], ["'=1+1", "-3.5", ""]]
+
+
+def test_printable_shows_control_characters_as_escapes() -> None:
+    assert printable("model\x1b[31mred\x1b[0m.tflite") == "model\\x1b[31mred\\x1b[0m.tflite"
+    assert printable("a\rb\x9b2Jc\x00\x7f") == "a\\x0db\\x9b2Jc\\x00\\x7f"
+    assert printable("two\nlines\tand tabs, ünïcode") == "two\nlines\tand tabs, ünïcode"
+
+
+def test_table_cells_and_title_cannot_drive_the_terminal() -> None:
+    text = format_table([{"name": "evil\x1b[2J"}], [Column("name", "model")], title="t\x1b]0;pwned\x07")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "evil\\x1b[2J" in text and text.splitlines()[0] == "t\\x1b]0;pwned\\x07"

@@ -23,7 +23,7 @@ from converters.app_bundle.kotlin import kotlin_snippet
 from converters.app_bundle.labels import labels_text, resolve_labels
 from converters.app_bundle.sources import BundleSource, resolve
 from mobile_compress.errors import UserError
-from mobile_compress.report import write_json
+from mobile_compress.report import write_bytes, write_json, write_text
 
 _PACKAGES = ("mobile-compress", "torch", "onnx2tf", "tensorflow", "ai-edge-litert", "mediapipe")
 
@@ -141,9 +141,9 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
     files = {"model": out_dir / MODEL_FILE, "labels": out_dir / LABELS_FILE, "card_json": out_dir / CARD_JSON,
              "card_md": out_dir / CARD_MD, "kotlin": out_dir / KOTLIN_FILE}
     text = labels_text(labels)
-    files["model"].write_bytes(write_metadata(tflite.read_bytes(), info, prep, text,
-                                              output_is_logits=io.output.dtype == "float32"))
-    files["labels"].write_text(text, encoding="utf-8")
+    write_bytes(files["model"], write_metadata(tflite.read_bytes(), info, prep, text,
+                                               output_is_logits=io.output.dtype == "float32"))
+    write_text(files["labels"], text)
 
     size = (io.height, io.width)
     accuracy = None
@@ -163,8 +163,8 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
     card = _card(source, meta, labels, info, io, prep, norm, input_norm, artifact, stats, files, accuracy, latency)
     steps(f"writing {CARD_JSON}, {CARD_MD} and {KOTLIN_FILE}")
     write_json(files["card_json"], card)
-    files["card_md"].write_text(card_mod.render_markdown(card), encoding="utf-8")
-    files["kotlin"].write_text(kotlin_snippet(card), encoding="utf-8")
+    write_text(files["card_md"], card_mod.render_markdown(card))
+    write_text(files["kotlin"], kotlin_snippet(card))
     problems = list(artifact.get("problems") or []) if artifact else []
     return AppBundle(out_dir, files, card, problems)
 

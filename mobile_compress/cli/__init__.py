@@ -16,6 +16,7 @@ from mobile_compress.cli import (cmd_convert, cmd_demo, cmd_deploy, cmd_devices,
                                   cmd_export_app, cmd_factorize, cmd_info, cmd_models, cmd_profile, cmd_prune,
                                   cmd_quantize, cmd_run, cmd_train, cmd_virtual_device)
 from mobile_compress.errors import UserError
+from mobile_compress.report.terminal import printable
 
 # In the order a user meets them: the zoo, training, compression, conversion, phones, recipes.
 COMMANDS = (cmd_models, cmd_info, cmd_train, cmd_eval, cmd_distill, cmd_prune, cmd_factorize, cmd_quantize,
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(message: str, hint: str | None) -> None:
-    print(f"mobile-compress: error: {message}", file=sys.stderr)
+    """The one place errors reach the terminal: values from files and devices in them cannot drive it."""
+    print(f"mobile-compress: error: {printable(message)}", file=sys.stderr)
     if hint:
-        print(f"  hint: {hint}", file=sys.stderr)
+        print(f"  hint: {printable(hint)}", file=sys.stderr)

@@ -7,7 +7,6 @@ and MACs from the two .tflite files and their checkpoints.
 """
 from __future__ import annotations
 
-import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Callable
 
 from mobile_compress.counting import format_count
 from mobile_compress.pipeline.deploy_models import Side
-from mobile_compress.report import Column, format_table, write_json
+from mobile_compress.report import Column, format_table, write_csv_rows, write_json, write_text
 from profiler.reports.html_report import bar_svg, latency_svg, page_head
 from profiler.reports.rows import flat
 from profiler.results import RunRecord
@@ -190,12 +189,7 @@ def document(report: DeployReport) -> dict[str, Any]:
 
 
 def write_csv(report: DeployReport, path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in comparison_rows(report):
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
-    return path
+    return write_csv_rows(path, CSV_COLUMNS, comparison_rows(report))
 
 
 def _model_bars(report: DeployReport, key: str, unit: str, scale: float = 1.0) -> str:
@@ -285,5 +279,5 @@ def write_report(report: DeployReport, out_dir: Path) -> ReportFiles:
     files = ReportFiles(out_dir / "deploy.json", out_dir / "deploy.csv", out_dir / "deploy.html")
     write_json(files.json, document(report))
     write_csv(report, files.csv)
-    files.html.write_text(render_html(report), encoding="utf-8")
+    write_text(files.html, render_html(report))
     return files

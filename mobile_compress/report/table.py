@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from mobile_compress.report.terminal import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -16,7 +18,8 @@ class Column:
 
 
 def format_table(rows: Iterable[Mapping[str, Any]], columns: list[Column], title: str | None = None) -> str:
-    cells = [[("" if row.get(c.key) is None else c.fmt(row[c.key])) for c in columns] for row in rows]
+    # Cells carry model names and device output: shown with their control characters escaped.
+    cells = [[("" if row.get(c.key) is None else printable(c.fmt(row[c.key]))) for c in columns] for row in rows]
     widths = [max([len(c.header)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
@@ -24,7 +27,7 @@ def format_table(rows: Iterable[Mapping[str, Any]], columns: list[Column], title
 
     out = []
     if title:
-        out.append(title)
+        out.append(printable(title))
     out.append(line([c.header for c in columns]))
     out.append("  ".join("-" * w for w in widths))
     out.extend(line(r) for r in cells)

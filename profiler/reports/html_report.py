@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from mobile_compress.report import write_text
 from profiler.reports.rows import flat
 from profiler.results import RunRecord
 
@@ -191,6 +192,4 @@ def render_html(records: Iterable[RunRecord], title: str = "mobile-compress prof
 
 
 def write_html(records: Iterable[RunRecord], path: Path, environment: dict[str, Any] | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(records, environment=environment))
-    return path
+    return write_text(path, render_html(records, environment=environment))
