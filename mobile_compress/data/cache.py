@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from mobile_compress.data.errors import DataError
+from mobile_compress.report.atomic import atomic_open
 
 #: Bump when the stored format or the decoding changes, so old entries are ignored.
 CACHE_VERSION = 1
@@ -69,14 +70,8 @@ def digest(obj: Any, length: int = 20) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as f:
+        json.dump(obj, f)
 
 
 def read_json(path: Path) -> Any | None:
