@@ -17,6 +17,7 @@ from typing import Callable
 from android_harness.transport import Transport, TransportError
 from profiler.device_job import DeviceFacts, ProfileSettings, now, profile_device
 from profiler.host_job import profile_host
+from profiler.model_id import identify
 from profiler.reports import write_csv, write_html
 from profiler.results import ResultStore, RunRecord
 
@@ -93,10 +94,10 @@ def _one_device(serial: str, opener: Opener, settings: ProfileSettings, store: R
 def _record_device_error(serial: str, settings: ProfileSettings, store: ResultStore, message: str,
                          keep_recorded: bool = False) -> None:
     """Mark the device's runs as not run; ``keep_recorded`` leaves runs that already have a record (and reason)."""
-    for model in settings.models:
+    for model in identify(settings.models):
         for delegate in settings.delegates:
-            if keep_recorded and store.has(serial, model.name, delegate.label):
+            if keep_recorded and store.has(serial, model, delegate.label):
                 continue
-            if not store.done(serial, model.name, delegate.label):
-                store.add(RunRecord(device=serial, model=model.name, delegate=delegate.label, status="error",
-                                    error=message, delegate_config=asdict(delegate), measured_at=now()))
+            if not store.done(serial, model, delegate.label):
+                store.add(RunRecord.of(model, device=serial, delegate=delegate.label, status="error",
+                                       error=message, delegate_config=asdict(delegate), measured_at=now()))

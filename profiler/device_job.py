@@ -23,6 +23,7 @@ from android_harness.transport.base import DeviceDisconnectedError, DeviceStorag
 from mobile_compress.errors import UserError
 from profiler.measure import latency_from_output, memory_from, read_mem_samples
 from profiler.model_check import check_tflite
+from profiler.model_id import ModelId, identify, safe_name
 from profiler.op_profile import parse_op_profile
 from profiler.parse import parse_log
 from profiler.power import measure_power, read_samples
@@ -69,11 +70,12 @@ def now() -> str:
 def profile_device(transport: Transport, facts: DeviceFacts, settings: ProfileSettings, store: ResultStore,
                    progress: Callable[[str], None] = lambda msg: None) -> None:
     """Every pending run of ``settings`` on one device, each recorded in ``store`` as it ends."""
-    pending = [(m, d) for m in settings.models for d in settings.delegates
-               if not store.done(facts.serial, m.name, d.label)]
+    models = identify(settings.models)
+    pending = [(m, d) for m in models for d in settings.delegates if not store.done(facts.serial, m, d.label)]
     if not pending:
         progress(f"{facts.serial}: every run already recorded in {store.path}")
         return
+    announce_replaced(models, store, progress)
     recorded: set[str] = set()  # keys this job has written, so a lost device marks only the rest
 
     def add(record: RunRecord) -> None:
@@ -82,10 +84,10 @@ def profile_device(transport: Transport, facts: DeviceFacts, settings: ProfileSe
 
     def not_run(message: str) -> None:
         for model, delegate in pending:
-            if run_key(facts.serial, model.name, delegate.label) not in recorded:
-                add(RunRecord(device=facts.serial, model=model.name, delegate=delegate.label, status="error",
-                              error=message, device_info=facts.info, delegate_config=asdict(delegate),
-                              measured_at=now()))
+            if run_key(facts.serial, model.key, delegate.label) not in recorded:
+                add(RunRecord.of(model, device=facts.serial, delegate=delegate.label, status="error",
+                                 error=message, device_info=facts.info, delegate_config=asdict(delegate),
+                                 measured_at=now()))
 
     try:
         binary = locate(facts.abi, settings.benchmark_model)
@@ -95,7 +97,7 @@ def profile_device(transport: Transport, facts: DeviceFacts, settings: ProfileSe
     try:
         with DeviceSession(transport) as session, charging_suspended(transport, settings.unplug):
             bench = session.push(binary.path, "benchmark_model", 0o755)
-            for model in settings.models:
+            for model in models:
                 todo = [d for m, d in pending if m == model]
                 if todo:
                     _profile_model(session, bench, model, todo, facts, settings, add, store.out_dir, progress)
@@ -112,25 +114,34 @@ def profile_device(transport: Transport, facts: DeviceFacts, settings: ProfileSe
         not_run(f"device {facts.serial}: {err}")
 
 
-def _profile_model(session: DeviceSession, bench: str, model: Path, delegates: list[DelegateConfig],
+def announce_replaced(models: list[ModelId], store: ResultStore, progress: Callable[[str], None]) -> None:
+    """Say when a model file changed since its runs were recorded: it is measured again, its old runs dropped."""
+    for model in models:
+        if store.replaced(model):
+            progress(f"{model.path} changed since it was profiled into {store.path} (sha256 now "
+                     f"{model.sha256[:12]}); measuring it again, its earlier runs are replaced")
+
+
+def _profile_model(session: DeviceSession, bench: str, model: ModelId, delegates: list[DelegateConfig],
                    facts: DeviceFacts, settings: ProfileSettings, add: Callable[[RunRecord], None], out_dir: Path,
                    progress: Callable[[str], None]) -> None:
     def record(delegate: DelegateConfig, status: str, error: str | None = None, **fields: Any) -> None:
-        add(RunRecord(device=facts.serial, model=model.name, delegate=delegate.label, status=status, error=error,
-                      device_info=facts.info, delegate_config=asdict(delegate), measured_at=now(), **fields))
+        add(RunRecord.of(model, device=facts.serial, delegate=delegate.label, status=status, error=error,
+                         device_info=facts.info, delegate_config=asdict(delegate), measured_at=now(), **fields))
 
-    problem = check_tflite(model)
+    problem = check_tflite(model.path)
     if problem:
         for d in delegates:
             record(d, "error", problem)
         return
+    remote_name = f"{model.tag}{model.path.suffix}"  # unique per file: two model.tflite never share a device path
     try:
-        remote_model = session.push(model, model.name)
+        remote_model = session.push(model.path, remote_name)
     except DeviceStorageFullError as err:
         for d in delegates:
-            record(d, "error", f"device storage full while pushing {model.name} ({model.stat().st_size} bytes): "
-                               f"{err}. Free space in /data/local/tmp on {facts.serial}")
-        session.transport.shell(f"rm -f {quote(session.dir + '/' + model.name)}")
+            record(d, "error", f"device storage full while pushing {model.name} ({model.path.stat().st_size} "
+                               f"bytes): {err}. Free space in /data/local/tmp on {facts.serial}")
+        session.transport.shell(f"rm -f {quote(session.dir + '/' + remote_name)}")
         return
     for delegate in delegates:
         progress(f"{facts.serial}: {model.name} on {delegate.label}")
@@ -154,7 +165,7 @@ def _profile_model(session: DeviceSession, bench: str, model: Path, delegates: l
                 raise
 
 
-def _run_one(session: DeviceSession, bench: str, remote_model: str, model: Path, delegate: DelegateConfig,
+def _run_one(session: DeviceSession, bench: str, remote_model: str, model: ModelId, delegate: DelegateConfig,
              facts: DeviceFacts, settings: ProfileSettings, out_dir: Path) -> dict[str, Any]:
     """One run's fields for its RunRecord (status ok or failed)."""
     device_library = None
@@ -164,7 +175,7 @@ def _run_one(session: DeviceSession, bench: str, remote_model: str, model: Path,
                f"--num_runs={settings.num_runs}", f"--warmup_runs={settings.warmup_runs}"]
     if settings.min_secs is not None:
         command.append(f"--min_secs={settings.min_secs:g}")
-    tag = _safe(f"{model.stem}-{delegate.label}")
+    tag = safe_name(f"{model.tag}-{delegate.label}")
     if settings.op_profiling:
         command += ["--enable_op_profiling=true", f"--profiling_output_csv_file={session.out_dir(tag)}/{OP_CSV}"]
     if settings.peak_memory:
@@ -173,7 +184,7 @@ def _run_one(session: DeviceSession, bench: str, remote_model: str, model: Path,
     options = RunnerOptions(**asdict(settings.runner))
     if delegate.kind == "cpu" and delegate.big_cores:
         options.cpu_mask = big_core_mask(facts.max_freq_khz)
-    raw_rel = Path("raw") / _safe(facts.serial) / _safe(model.name) / delegate.label
+    raw_rel = Path("raw") / safe_name(facts.serial) / model.tag / delegate.label
     local = out_dir / raw_rel
     result = session.run(tag, command, local, options)
     stdout = (local / "stdout.txt").read_text(errors="replace") if (local / "stdout.txt").is_file() else ""
@@ -212,7 +223,3 @@ def _charging(local: Path, facts: DeviceFacts) -> bool | None:
     if "Battery Service" not in text:
         return facts.charging
     return parse_dumpsys_battery(text).plugged
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

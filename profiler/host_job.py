@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable
 
 from android_harness.delegates import DelegateConfig
 from mobile_compress.litert import time_model
-from profiler.device_job import ProfileSettings, now
+from profiler.device_job import ProfileSettings, announce_replaced, now
 from profiler.measure import latency_from_samples
 from profiler.model_check import check_tflite
+from profiler.model_id import ModelId, identify
 from profiler.results import ResultStore, RunRecord
 
 HOST = "host"
@@ -32,19 +32,24 @@ def host_info() -> dict[str, str]:
 def profile_host(settings: ProfileSettings, store: ResultStore,
                  progress: Callable[[str], None] = lambda msg: None) -> None:
     info = host_info()
-    for model in settings.models:
-        problem = check_tflite(model)
+    models = identify(settings.models)
+    if all(store.done(HOST, m, d.label) for m in models for d in settings.delegates):
+        progress(f"host: every run already recorded in {store.path}")
+        return
+    announce_replaced(models, store, progress)
+    for model in models:
+        problem = check_tflite(model.path)
         for delegate in settings.delegates:
-            if store.done(HOST, model.name, delegate.label):
+            if store.done(HOST, model, delegate.label):
                 continue
             progress(f"host: {model.name} on {delegate.label}")
             store.add(_run(model, delegate, settings, info, problem))
 
 
-def _run(model: Path, delegate: DelegateConfig, settings: ProfileSettings, info: dict[str, str],
+def _run(model: ModelId, delegate: DelegateConfig, settings: ProfileSettings, info: dict[str, str],
          problem: str | None) -> RunRecord:
-    record = RunRecord(device=HOST, model=model.name, delegate=delegate.label, status="ok", mode="host",
-                       device_info=info, delegate_config=asdict(delegate), measured_at=now())
+    record = RunRecord.of(model, device=HOST, delegate=delegate.label, status="ok", mode="host",
+                          device_info=info, delegate_config=asdict(delegate), measured_at=now())
     if problem:
         record.status, record.error = "error", problem
         return record
@@ -52,7 +57,7 @@ def _run(model: Path, delegate: DelegateConfig, settings: ProfileSettings, info:
         record.status, record.error = "skipped", f"host mode runs the CPU interpreter only, not {delegate.kind}"
         return record
     try:
-        timing = time_model(model, num_threads=delegate.threads, xnnpack=delegate.xnnpack,
+        timing = time_model(model.path, num_threads=delegate.threads, xnnpack=delegate.xnnpack,
                             warmup=settings.warmup_runs, runs=settings.num_runs, min_seconds=settings.min_secs or 0.0)
     except (ValueError, RuntimeError) as err:
         record.status, record.error = "failed", f"LiteRT could not run {model.name}: {err}"

@@ -46,6 +46,7 @@ from mobile_compress.pruning.surgery import prune_model
 from profiler.api import Opener, profile
 from profiler.device_job import ProfileSettings
 from profiler.devices import open_device
+from profiler.model_id import identify
 
 KINDS = ("conv1x1", "convkxk", "dwconv", "linear")
 
@@ -152,10 +153,11 @@ def device_timer(serial: str, settings: ProfileSettings | None = None, *, opener
         folder = out_dir or next(iter(paths.values())).parent / "profile"
         outputs = profile(replace(settings, models=list(paths.values()), delegates=[delegate]), folder,
                           serials=[serial], opener=opener or open_device, progress=progress)
-        by_model = {r.model: r for r in outputs.records if r.delegate == delegate.label}
+        by_model = {r.model_key: r for r in outputs.records if r.delegate == delegate.label}
         timings = {}
         for name, path in paths.items():
-            record = by_model.get(path.name)
+            [model] = identify([path])
+            record = by_model.get(model.key)
             latency = (record.latency or {}) if record else {}
             ms = latency.get("median_ms") or latency.get("p50_ms") or latency.get("mean_ms")
             if record is None or record.status != "ok" or not ms:

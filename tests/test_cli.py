@@ -60,6 +60,13 @@ def test_info_on_a_missing_checkpoint_names_the_path(capsys, tmp_path) -> None:
     assert code == 2 and "runs/best" in err and "unknown model" not in err
 
 
+def test_error_messages_show_control_characters_from_paths_escaped(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "info", str(tmp_path / "evil\x1b[31mred\x1b[0m" / "best"))
+    assert code == 2 and "Traceback" not in err
+    assert "\x1b" not in err  # the terminal is not recoloured by a file name
+    assert "evil\\x1b[31mred\\x1b[0m" in err and err.startswith("mobile-compress: error:")
+
+
 def test_info_on_a_zoo_model(capsys) -> None:
     code, out, _ = run_cli(capsys, "info", "squeezenet1_1", "--json")
     assert code == 0

@@ -224,6 +224,27 @@ def test_comparison_rows_say_what_the_deploy_bought() -> None:
     assert change(MODEL_METRICS[1], 100, 200) == "2.00x larger"
 
 
+def test_deploy_csv_is_formula_safe_and_the_files_are_replaced_whole(tmp_path, monkeypatch) -> None:
+    import mobile_compress.pipeline.deploy_report as deploy_report
+
+    before = Side("before", "t/best", "b.tflite", "fp32", "x", arch="resnet20", top1=96.0, size_bytes=-1)
+    after = Side("after", "s/best", "a.tflite", "int8", "y", arch="mobilenet_v2", top1=95.2, size_bytes=-1)
+    evil = "=HYPERLINK(\"http://evil.example\",\"x\")"
+    records = [_record("before.tflite", evil, median=4.0), _record("after.tflite", evil, median=1.0)]
+    report = DeployReport("r.yaml", "run", before, after, records, {"mode": "device", "serial": "R5CT1"})
+    files = deploy_report.write_report(report, tmp_path)
+    rows = {(r["metric"], r["delegate"]): r for r in csv.DictReader(files.csv.open(newline="", encoding="utf-8"))}
+    top1 = rows[("top-1 of the .tflite", "")]
+    assert top1["change"] == "'-0.80 pts"  # text starting with '-' is a formula to a spreadsheet
+    assert (top1["before"], top1["after"]) == ("96.0", "95.2") and rows[(".tflite size", "")]["before"] == "-1"
+    assert rows[("latency p50", "'" + evil)]["change"] == "4.00x faster"
+    old = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(deploy_report, "render_html", lambda r: "<html>" * 1000 + "\ud800")  # fails mid-write
+    with pytest.raises(UnicodeEncodeError):
+        deploy_report.write_report(report, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # the previous page, and no temp file
+
+
 def test_host_choice_and_device_choice_share_one_rule() -> None:
     none, one, two = _lister(), _lister(("R5CT1", "device")), _lister(("A", "device"), ("B", "offline"))
     assert device_choice.find_phone(lister=none).host

@@ -402,6 +402,72 @@ def test_virtual_device_crash_hang_and_corrupt_model(tmp_path: Path, adb_key, vi
     assert leftovers == []
 
 
+def test_pull_dir_pulls_only_plain_names_into_the_folder(tmp_path: Path) -> None:
+    """Each kind of name a device could list to reach past the local folder is refused; the rest is pulled."""
+
+    class ListingDevice(LocalShellDevice):
+        def shell(self, command: str, timeout: float | None = None) -> ShellResult:
+            if command.startswith("ls "):
+                return ShellResult("\n".join(listing) + "\n", 0, "")
+            return super().shell(command, timeout)
+
+    device = ListingDevice(tmp_path / "device")
+    remote = device.root / "data/local/tmp/run"
+    remote.mkdir()
+    for name in ("stdout.txt", "power.tsv", "done", "me..ta.txt"):
+        (remote / name).write_text(f"device {name}\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's file\n")
+    local = tmp_path / "out" / "raw"
+    local.mkdir(parents=True)
+    (local / "done").symlink_to(outside)  # left in the run folder: a pull must not write through it
+    listing = ["stdout.txt", "power.tsv", "stdout.txt", "me..ta.txt", "done", "..", ".", "../outside.txt",
+               str(outside), "a/b", "a\\b", "nul\0name", "esc\x1bname"]
+    refused: list[str] = []
+    pulled = DeviceSession(device).pull_dir("/data/local/tmp/run", local, refused=refused)
+    assert pulled == ["stdout.txt", "power.tsv", "me..ta.txt"]
+    assert refused == ["done", "..", ".", "../outside.txt", str(outside), "a/b", "a\\b", "nul\0name", "esc\x1bname"]
+    assert outside.read_text() == "the user's file\n"
+    assert (local / "stdout.txt").read_text() == "device stdout.txt\n"
+    assert sorted(p.name for p in local.iterdir()) == ["done", "me..ta.txt", "power.tsv", "stdout.txt"]
+
+
+# A hostile phone: its `ls` of a finished run folder adds names that point off the host's run folder,
+# and puts a file behind each on the device, so the pull succeeds. Other listings are the real ls.
+HOSTILE_LS = """#!/bin/sh
+for ls in /bin/ls /usr/bin/ls; do [ -x "$ls" ] && break; done
+"$ls" "$@" || exit
+if [ $# -eq 1 ] && [ -f "$1/done" ]; then
+  for name in {names}; do
+    mkdir -p "$(dirname "$1/$name")" && echo 'written by the device' > "$1/$name" && echo "$name"
+  done
+fi
+"""
+
+
+def test_virtual_device_listing_cannot_write_outside_out(tmp_path: Path, adb_key, virtual_benchmark, caplog) -> None:
+    """Names from the device's ls are untrusted: '../..' and absolute paths are refused, the run's files pulled."""
+    out = tmp_path / "out"
+    # the run's files go to out/raw/<serial>/<model>/<delegate>/: five '..' climb out of --out
+    climbing, absolute = "../../../../../escaped.txt", str(tmp_path / "absolute.txt")
+    with virtual_device(tmp_path) as dev:
+        ls = dev.sandbox.root / "system/bin/ls"
+        ls.write_text(HOSTILE_LS.format(names=f"'{climbing}' '{absolute}'"))
+        ls.chmod(0o755)
+        with caplog.at_level("WARNING", logger="android_harness.session"):
+            outputs = profile(quick(), out, serials=[dev.serial], opener=open_virtual, progress=lambda m: None)
+    assert not (tmp_path / "escaped.txt").exists() and not Path(absolute).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["host", "out", "vd"]
+    [record] = outputs.records
+    assert record.status == "ok", record.error  # the run's own files were pulled and measured
+    raw = out / record.raw_dir
+    assert (raw / "stdout.txt").is_file() and (raw / "done").is_file()
+    assert not list(out.rglob("*escaped*")) and not list(out.rglob("absolute.txt"))
+    refused = [r.getMessage() for r in caplog.records if "not pulling" in r.getMessage()]
+    assert len(refused) == 2 and climbing in refused[0] + refused[1] and absolute in refused[0] + refused[1]
+    assert all("not a plain file name" in message for message in refused)
+
+
 # ---------------------------------------------------------------- the command line
 
 def test_cli_profile_on_virtual_device(tmp_path: Path, adb_key, virtual_benchmark, capsys) -> None:
@@ -450,6 +516,23 @@ def test_cli_mistakes_are_one_clear_message(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty.txt").write_text("hello\n")
     assert main(["profile", "--from-log", str(tmp_path / "empty.txt")]) == 2
     assert "no benchmark_model output" in capsys.readouterr().err
+
+
+def test_cli_refuses_delegate_options_that_would_add_options(tmp_path: Path, capsys) -> None:
+    from mobile_compress.cli import main
+
+    base = ["profile", str(TINY), "--host", "--out", str(tmp_path / "o")]
+    external = [*base, "--delegates", "external", "--external-delegate", "/vendor/lib64/libQnnTFLiteDelegate.so"]
+    assert main([*external, "--external-option", "backend_type=htp;library_path:/sdcard/evil.so"]) == 2
+    err = capsys.readouterr().err
+    assert "--external-option 'backend_type=htp;library_path:/sdcard/evil.so'" in err and "';' and ':'" in err
+    assert "Traceback" not in err
+    assert main([*external, "--external-option", "back:end=htp"]) == 2
+    assert "the key 'back:end' is not allowed" in capsys.readouterr().err
+    assert main([*base, "--external-option", "backend_type=a;b"]) == 2  # refused even with no external run
+    assert main([*base, "--delegates", "nnapi", "--nnapi-accelerator", "qti-dsp;x:y"]) == 2
+    assert "--nnapi-accelerator 'qti-dsp;x:y' is not a valid NNAPI accelerator name" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing ran
 
 
 def test_cooldown_waits_before_the_run(tmp_path: Path, fake_benchmark: Path) -> None:

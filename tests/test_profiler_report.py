@@ -38,16 +38,27 @@ def failed_record() -> RunRecord:
 
 
 def test_json_schema_roundtrip_and_resume_rules(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from profiler.model_id import ModelId
+
+    net = ModelId(Path("/models/net.tflite"), "ab" * 32, "net.tflite")
+
+    def of_net(record: RunRecord) -> RunRecord:
+        return replace(record, model_path=str(net.path), model_sha256=net.sha256)
+
     store = ResultStore(tmp_path, {"cpu": "test"})
-    store.add(ok_record())
-    store.add(failed_record())
+    store.add(of_net(ok_record()))
+    store.add(of_net(failed_record()))
     data = json.loads((tmp_path / "profile.json").read_text())
     assert (data["schema"], data["schema_version"], data["environment"]) == (SCHEMA, SCHEMA_VERSION, {"cpu": "test"})
     assert [r["status"] for r in data["runs"]] == ["ok", "failed"]
     again = ResultStore(tmp_path)  # a rerun with the same --out
-    assert again.done("PHONE_A", "net.tflite", "cpu-4t")  # ok runs are skipped
-    assert not again.done("PHONE_A", "net.tflite", "nnapi-qti-dsp")  # failed runs are tried again
-    again.add(failed_record())
+    assert again.done("PHONE_A", net, "cpu-4t")  # ok runs are skipped
+    assert not again.done("PHONE_A", net, "nnapi-qti-dsp")  # failed runs are tried again
+    assert not again.done("PHONE_A", replace(net, sha256="cd" * 32), "cpu-4t")  # not for other bytes at that path
+    assert not again.done("PHONE_A", replace(net, path=Path("/other/net.tflite")), "cpu-4t")  # nor another file
+    again.add(of_net(failed_record()))
     [retried] = [r for r in load(tmp_path / "profile.json") if r.delegate == "nnapi-qti-dsp"]
     assert retried.attempts == 2
     assert load(tmp_path / "profile.json")[0].latency["mean_ms"] == 12.5
@@ -118,3 +129,50 @@ def test_host_rows_are_labelled() -> None:
     record.mode = "host"
     assert flat(record)["device"] == "host (LiteRT on this computer)"
     assert "not on a phone" in render_html([record])
+
+
+def test_csv_cells_from_models_and_devices_cannot_become_formulas(tmp_path: Path) -> None:
+    record = ok_record(device="+1+cmd|' /C calc'!A0", mean=-3.5)
+    record.model = '=HYPERLINK("http://evil.example","open me").tflite'
+    record.device_info = {"model": "@SUM(1+1)*cmd|' /C calc'!A0"}
+    failed = failed_record()
+    failed.error = "-2+3+cmd|' /C calc'!A0"
+    failed.delegate = "\t=1"
+    rows = list(csv.DictReader(write_csv([record, failed], tmp_path / "p.csv").open(newline="")))
+    assert rows[0]["model"] == "'" + record.model and rows[0]["device"] == "'" + record.device
+    assert rows[0]["device_model"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert rows[1]["error"] == "'" + failed.error and rows[1]["delegate"] == "'\t=1"
+    assert rows[0]["mean_ms"] == "-3.5" and rows[0]["min_ms"] == "-5.5"  # numbers stay numbers
+    assert rows[0]["delegate"] == "cpu-4t" and rows[0]["status"] == "ok"
+
+
+def test_csv_and_html_are_replaced_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    import profiler.reports.csv_report as csv_report
+    import profiler.reports.html_report as html_report
+
+    csv_path = write_csv([ok_record(), failed_record()], tmp_path / "profile.csv")
+    html_path = write_html([ok_record(), failed_record()], tmp_path / "profile.html")
+    before = {p.name: p.read_bytes() for p in (csv_path, html_path)}
+    calls = []
+
+    def flat_then_fail(record: RunRecord) -> dict:
+        calls.append(record)
+        if len(calls) > 1:
+            raise RuntimeError("killed while writing the second row")
+        return flat(record)
+
+    monkeypatch.setattr(csv_report, "flat", flat_then_fail)
+    with pytest.raises(RuntimeError):
+        write_csv([ok_record(mean=1.0), failed_record()], csv_path)
+    real_render = html_report.render_html
+    monkeypatch.setattr(html_report, "render_html", lambda *a, **kw: real_render(*a, **kw) + "\ud800")
+    with pytest.raises(UnicodeEncodeError):  # fails while writing, after the page's text went out
+        write_html([ok_record(mean=1.0)], html_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the old reports, and no temp files
+
+
+def test_terminal_table_shows_device_errors_without_their_control_characters() -> None:
+    failed = failed_record()
+    failed.error = "benchmark_model: \x1b[31mFAILED\x1b[0m\rinjected"
+    text = format_runs([failed])
+    assert "\x1b" not in text and "\r" not in text and "\\x1b[31mFAILED\\x1b[0m\\x0dinjected" in text

@@ -6,7 +6,7 @@ import sys
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import FORMATS, INT8_IO, INT8_RANGES, LAYOUTS, parse_formats, parse_input_size
-from mobile_compress.cli.common import print_json
+from mobile_compress.cli.common import add_overwrite_option, claim_out_dir, print_json
 
 EXIT_BELOW_BAR = 1
 
@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "artifacts and report.json to --out; exits 1 if an artifact breaks a threshold.")
     p.add_argument("source", help="checkpoint directory, .pt2 (torch.export.save) or .onnx file")
     p.add_argument("--out", required=True, help="output directory (artifacts and report.json)")
+    add_overwrite_option(p)
     p.add_argument("--formats", default=",".join(FORMATS),
                    help=f"comma-separated subset of {','.join(FORMATS)} or 'all' (default all)")
     p.add_argument("--calib", help="calibration/parity data: image folder, .npz or 'builtin' "
@@ -49,9 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    formats = parse_formats(args.formats)
+    input_size = parse_input_size(args.input_size) if args.input_size else None
+    claim_out_dir(args.out, overwrite=args.overwrite, resumable=False, inputs=[args.source, args.calib])
     config = ConvertConfig(
-        source=args.source, out_dir=args.out, formats=parse_formats(args.formats), calib=args.calib,
-        input_size=parse_input_size(args.input_size) if args.input_size else None, layout=args.layout,
+        source=args.source, out_dir=args.out, formats=formats, calib=args.calib, input_size=input_size,
+        layout=args.layout,
         int8_io=args.int8_io, int8_ranges=args.int8_ranges, opset=args.opset, batch_size=args.batch_size, dynamic_batch=args.dynamic_batch,
         normalization=args.normalization, calib_samples=args.calib_samples, parity_samples=args.parity_samples,
         thresholds=Thresholds(args.fp32_max_rel_diff, args.fp16_min_cosine, args.int8_min_agreement,

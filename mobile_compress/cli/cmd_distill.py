@@ -5,7 +5,8 @@ import argparse
 from dataclasses import asdict
 
 from mobile_compress.cli.cmd_train import SUMMARY_COLUMNS, summary_rows
-from mobile_compress.cli.common import add_model_options, add_train_options, model_options, print_json, train_config
+from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options, claim_out_dir,
+                                         model_options, print_json, train_config)
 from mobile_compress.distillation import LOSSES, DistillConfig
 from mobile_compress.distill_job import DistillJob, run_distill_job
 from mobile_compress.report import format_table
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="student input size (default: 32 with --small-input, else the model's own)")
     p.add_argument("--init", help="state_dict to start the student from")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_overwrite_option(p)
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--resize", type=int, help="store images resized to this size before augmentation")
     p.add_argument("--normalization", help="mean/std name (default: the teacher's)")
@@ -60,6 +62,8 @@ def distill_config(args: argparse.Namespace) -> DistillConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite,
+                  inputs=[args.teacher, args.data, args.init])
     job = DistillJob(
         teacher=args.teacher, student=args.student, data=args.data, out_dir=args.out,
         distill=distill_config(args), config=train_config(args), options=model_options(args),

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from converters.app_bundle import APP_FORMATS, AppExportConfig, export_app
-from mobile_compress.cli.common import print_json
+from mobile_compress.cli.common import add_overwrite_option, claim_out_dir, print_json
 
 EXIT_BELOW_BAR = 1
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "directory, or a .tflite with --checkpoint. Exits 1 if the model is below its parity bar.")
     p.add_argument("source", metavar="SRC", help="checkpoint directory, convert output directory, or .tflite file")
     p.add_argument("--out", required=True, help="bundle directory")
+    add_overwrite_option(p)
     p.add_argument("--format", default="int8", choices=APP_FORMATS,
                    help="TFLite flavour (default int8: int8 compute, float32 input/output, as MediaPipe needs)")
     p.add_argument("--checkpoint", help="the checkpoint a converted SRC came from (default: the one its report.json "
@@ -45,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_out_dir(args.out, overwrite=args.overwrite, resumable=False,
+                  inputs=[args.source, args.checkpoint, args.data, args.labels_file])
     bundle = export_app(AppExportConfig(
         source=args.source, out_dir=args.out, format=args.format, checkpoint=args.checkpoint, name=args.name,
         version=args.version, license=args.license, author=args.author, description=args.description,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobile_compress.cli.common import add_train_options, print_json, train_config
+from mobile_compress.cli.common import add_overwrite_option, add_train_options, claim_out_dir, print_json, train_config
 from mobile_compress.lowrank import FactorizeConfig
 from mobile_compress.lowrank.config import DEFAULT_MULTIPLE
 from mobile_compress.lowrank.job import FactorizeJob, run_factorize_job
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="HOOI refinement rounds after the HOSVD start of Tucker-2 (default 2)")
     p.add_argument("--data", help="ImageFolder directory, .npz or 'builtin': evaluation and fine-tuning data")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune in --out (its factorised model is reused as is)")
+    add_overwrite_option(p)
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--resize", type=int, help="store images resized to this size first (as in training)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     config.validate(need_input_size=False)  # fail before loading anything
     epochs = FINETUNE_DEFAULTS["epochs"] if args.epochs is None and args.data else args.epochs
     train = train_config(args, **{**FINETUNE_DEFAULTS, "epochs": epochs}) if epochs else None
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, inputs=[args.checkpoint, args.data])
     job = FactorizeJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, train=train,
                        resume=args.resume, cache_dir=args.cache_dir, storage_size=args.resize)
     result = run_factorize_job(job, log=print)

@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from android_harness.delegates import expand
+from android_harness.delegates import check_accelerator, check_options, expand
 from android_harness.session import RunnerOptions
-from mobile_compress.cli.common import TRANSPORT_HELP
+from mobile_compress.cli.common import TRANSPORT_HELP, add_overwrite_option, claim_out_dir
 from mobile_compress.errors import UserError
 from mobile_compress.report import environment
 from profiler.api import profile
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="*", type=Path, help=".tflite files")
     p.add_argument("--from-log", type=Path, help="report on a benchmark_model log captured by hand, then stop")
     p.add_argument("--out", type=Path, help="output folder: profile.json, .csv, .html and the raw device files")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the profile in --out: runs recorded as ok for the very same model files are kept")
+    add_overwrite_option(p)
     where = p.add_argument_group("where")
     where.add_argument("--device", action="append", default=[],
                        help="device serial (repeatable, or comma-separated); 'auto' = every attached device")
@@ -53,7 +56,8 @@ def add_delegate_options(p: argparse.ArgumentParser) -> None:
     what.add_argument("--nnapi-fp16", action="store_true", help="nnapi: allow fp16 relaxation")
     what.add_argument("--external-delegate", help="external: delegate .so (host file to push, or a device path)")
     what.add_argument("--external-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="external: delegate option (repeatable)")
+                      help="external: delegate option (repeatable); letters, digits and _ in KEY, "
+                           "and _ . , / + - also in VALUE")
 
 
 def add_measurement_options(p: argparse.ArgumentParser) -> None:
@@ -88,6 +92,7 @@ def _options(pairs: list[str]) -> list[tuple[str, str]]:
         if not sep or not key:
             raise UserError(f"--external-option {pair!r} is not KEY=VALUE", hint="for example --external-option backend=htp")
         out.append((key, value))
+    check_options(out)  # also when no external delegate runs: a bad option is a mistake either way
     return out
 
 
@@ -101,6 +106,7 @@ def settings_from(args: argparse.Namespace) -> ProfileSettings:
 def profile_settings(args: argparse.Namespace, models: list[Path]) -> ProfileSettings:
     """ProfileSettings from the options of ``add_delegate_options`` and ``add_measurement_options``."""
     xnnpack = {"on": [True], "off": [False], "both": [True, False]}[args.xnnpack]
+    check_accelerator(args.nnapi_accelerator)
     delegates = expand(args.delegates.split(","), threads=_ints(args.threads, "--threads"), xnnpack=xnnpack,
                        big_cores=args.big_cores, precision_loss=args.gpu_precision_loss,
                        accelerator=args.nnapi_accelerator, fp16=args.nnapi_fp16, library=args.external_delegate,
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UserError("--out is required", hint="name a folder for profile.json/.csv/.html, e.g. --out runs/profile")
     settings = settings_from(args)
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, inputs=args.models)
     env = environment().to_dict()
     if args.host:
         outputs = profile(settings, args.out, host=True, environment=env)

@@ -6,7 +6,8 @@ import copy
 import sys
 from pathlib import Path
 
-from mobile_compress.cli.common import TRANSPORT_HELP, add_train_options, print_json, train_config
+from mobile_compress.cli.common import (TRANSPORT_HELP, add_overwrite_option, add_train_options, claim_out_dir,
+                                         print_json, train_config)
 from mobile_compress.counting import format_count
 from mobile_compress.errors import UserError
 from mobile_compress.pruning import LatencyTable, PruneConfig, parse_target
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill", action="store_true",
                    help="fine-tune with logit distillation from the unpruned model")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_overwrite_option(p)
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_train_options(p)
@@ -93,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     config = PruneConfig(target=target, criterion=args.criterion, allocation=args.allocation,
                          multiple=args.multiple, protect=tuple(args.protect), min_keep=args.min_keep)
-    if args.resume and not Path(args.out).is_dir():
-        raise UserError(f"--resume: {args.out} does not exist", hint="drop --resume to start a new run")
     if target.metric != "latency" and (args.latency_device or args.latency_table):
         raise UserError(f"--latency-{'device' if args.latency_device else 'table'} applies to latency targets only, "
                         f"and the target is {target}", hint="use --target latency=0.6, or drop the option")
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite,
+                  inputs=[args.checkpoint, args.data, args.latency_table])
     latency = _latency_table(args) if target.metric == "latency" else None
     job = PruneJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, steps=args.steps,
                    epochs_per_step=args.epochs_per_step, train=train_config(args, epochs=1, lr=0.01),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import INT8_IO, LAYOUTS
-from mobile_compress.cli.common import add_train_options, print_json, train_config
+from mobile_compress.cli.common import add_overwrite_option, add_train_options, claim_out_dir, print_json, train_config
 from mobile_compress.quantization import METHODS, QuantizeJob, run_quantize_job
 from mobile_compress.quantization.job import default_qat_config
 from mobile_compress.report import Column, format_table, write_json
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-observers-at", type=float, default=0.75,
                    help="QAT: fraction of training after which activation ranges freeze (default 0.75)")
     p.add_argument("--resume", action="store_true", help="QAT: continue an interrupted run in --out")
+    add_overwrite_option(p)
     p.add_argument("--no-convert", action="store_true", help="write the quantized checkpoint only")
     p.add_argument("--parity-samples", type=int, default=200, help="held-out images for the .tflite check (default 200)")
     p.add_argument("--layout", default="nhwc", choices=LAYOUTS, help="TFLite input layout (default nhwc)")
@@ -62,6 +63,7 @@ COLUMNS = [
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, inputs=[args.checkpoint, args.data])
     defaults = default_qat_config().to_dict()
     job = QuantizeJob(checkpoint=args.checkpoint, out_dir=args.out, method=args.method, data=args.data,
                       config=train_config(args, **defaults), calib_images=args.calib_images,

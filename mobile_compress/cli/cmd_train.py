@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from mobile_compress.cli.common import add_model_options, add_train_options, model_options, print_json, train_config
+from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options, claim_out_dir,
+                                         model_options, print_json, train_config)
 from mobile_compress.report import Column, format_table
 from mobile_compress.train_job import TrainJob, TrainJobResult, run_train_job
 from mobile_compress.training.distributed import torchrun_env
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="input size (default: 32 with --small-input, else the model's own)")
     p.add_argument("--init", help="state_dict to start from, e.g. a torchvision checkpoint")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_overwrite_option(p)
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--resize", type=int, help="store images resized to this size before augmentation (e.g. to train 32-px models on 8-px images)")
     p.add_argument("--normalization", help="mean/std: imagenet (default for folders), cifar10, digits, or auto (computed from the training images)")
@@ -60,6 +62,7 @@ SUMMARY_COLUMNS = [
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, inputs=[args.data, args.init])
     job = TrainJob(
         model=args.model,
         data=args.data,

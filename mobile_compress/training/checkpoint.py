@@ -14,14 +14,15 @@ Rebuilding goes through the model zoo (``models.create``), so a checkpoint stays
 loadable when the model code is refactored, as long as parameter names hold.
 Saving is atomic: both files are written to a temporary sibling directory that
 is then renamed into place, so a crash never leaves a half-written checkpoint.
+A kill between moving the old one aside and the new one into place leaves no
+directory, only hidden siblings; the next save or load puts the newest complete
+one back and deletes the rest (``dir_swap.recover``).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from torch import nn
 
 from mobile_compress import __version__
 from mobile_compress.errors import UserError
+from mobile_compress.training import dir_swap
 from mobile_compress.training.evaluate import unwrap
 
 FORMAT_VERSION = 1
@@ -166,6 +168,7 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, meta: Checkp
     is not a checkpoint is refused rather than deleted. Returns the directory.
     """
     directory = Path(directory)
+    recover_checkpoint(directory)
     if directory.exists() and not directory.is_dir():
         raise UserError(f"cannot write a checkpoint to {directory}: it is a file",
                         hint="pass a directory path; a checkpoint is a folder with weights.pt and checkpoint.json")
@@ -181,46 +184,38 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, meta: Checkp
                         hint="keep options/metrics/extra to numbers, strings, lists and dicts") from None
     state = model_state(model)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    tmp = dir_swap.new_temp_dir(directory)
     try:
         with open(tmp / WEIGHTS_FILE, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
+        part = tmp / f"{META_FILE}.part"  # renamed last: a folder with checkpoint.json is complete
+        with open(part, "w", encoding="utf-8") as f:
             f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
-        _move_into_place(tmp, directory)
+        os.replace(part, tmp / META_FILE)
+        dir_swap.replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
 
-def _move_into_place(tmp: Path, directory: Path) -> None:
-    """Rename ``tmp`` to ``directory``; an old one is moved aside first and deleted after."""
-    old = None
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(directory, old)
-    os.rename(tmp, directory)
-    _fsync_dir(directory.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def recover_checkpoint(directory: str | os.PathLike) -> None:
+    """Repair what a save killed mid-swap left at ``directory``: the newest complete copy, no hidden leftovers."""
+    dir_swap.recover(Path(directory), META_FILE, _complete)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def checkpoint_exists(directory: str | os.PathLike) -> bool:
+    """A complete checkpoint is at ``directory`` (after repairing an interrupted save there)."""
+    recover_checkpoint(directory)
+    return _complete(Path(directory))
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / META_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
 
 # ----------------------------------------------------------------------------- loading
@@ -229,6 +224,7 @@ def _fsync_dir(path: Path) -> None:
 def _locate(path: str | os.PathLike) -> tuple[Path, Path, Path]:
     """(directory, checkpoint.json, weights.pt) for a checkpoint directory or either file in it."""
     p = Path(path)
+    recover_checkpoint(p.parent if p.name in (WEIGHTS_FILE, META_FILE) else p)
     if not p.exists():
         raise UserError(f"checkpoint {p} does not exist",
                         hint="pass a checkpoint directory (with weights.pt and checkpoint.json), e.g. runs/x/best")

@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from mobile_compress.errors import UserError
 from mobile_compress.training import distributed
-from mobile_compress.training.checkpoint import CheckpointMeta, load_state_strict, model_state, save_checkpoint
+from mobile_compress.training.checkpoint import (CheckpointMeta, checkpoint_exists, load_state_strict, model_state,
+                                                 save_checkpoint)
 from mobile_compress.training.config import TrainConfig, resolve_device
 from mobile_compress.training.evaluate import EvalResult, evaluate
 from mobile_compress.training.hooks import Hook
@@ -447,7 +448,7 @@ class Trainer:
         meta = self._epoch_meta(stats)
         save_checkpoint(out / "last", self.model, meta)
         # best/ always exists after the first epoch, even before the first validation
-        if self._improved or self.val_data is None or not (out / "best" / "checkpoint.json").is_file():
+        if self._improved or self.val_data is None or not checkpoint_exists(out / "best"):
             save_checkpoint(out / "best", self.model, meta)
         _atomic_write_text(out / HISTORY_FILE, "".join(json.dumps(s.to_dict()) + "\n" for s in self.history))
         state = {
@@ -515,9 +516,8 @@ class Trainer:
             self._log(f"note: starting a fresh run in {self.out_dir}; the previous run's files there are replaced")
         for p in stale:
             p.unlink(missing_ok=True)
-        for name in ("best", "last"):
-            d = self.out_dir / name
-            if (d / "checkpoint.json").is_file():
+        for d in (self.out_dir / "best", self.out_dir / "last"):
+            if checkpoint_exists(d):  # also ends a save of the old run that a kill interrupted
                 shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ output
