@@ -91,7 +91,7 @@ def test_train_over_an_existing_run_is_refused_then_resumed_or_replaced(capsys, 
 
 
 def test_an_empty_or_new_folder_is_used_as_is(tmp_path) -> None:
-    from mobile_compress.cli.common import claim_out_dir
+    from mobile_compress.run_folder import claim_out_dir
 
     (tmp_path / "empty").mkdir()
     assert claim_out_dir(tmp_path / "empty") == tmp_path / "empty"
@@ -104,7 +104,7 @@ def test_an_empty_or_new_folder_is_used_as_is(tmp_path) -> None:
 
 
 def test_overwrite_never_empties_an_input_the_working_folder_or_home(tmp_path, monkeypatch) -> None:
-    from mobile_compress.cli.common import claim_out_dir
+    from mobile_compress.run_folder import claim_out_dir
 
     out = used_folder(tmp_path)
     with pytest.raises(UserError, match="which this command reads"):
@@ -123,7 +123,7 @@ def test_overwrite_never_empties_an_input_the_working_folder_or_home(tmp_path, m
 
 
 def test_overwrite_deletes_links_not_what_they_point_to(tmp_path) -> None:
-    from mobile_compress.cli.common import claim_out_dir
+    from mobile_compress.run_folder import claim_out_dir
 
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -135,7 +135,7 @@ def test_overwrite_deletes_links_not_what_they_point_to(tmp_path) -> None:
 
 
 def test_only_rank_0_decides_under_torchrun(tmp_path, monkeypatch) -> None:
-    from mobile_compress.cli.common import claim_out_dir
+    from mobile_compress.run_folder import claim_out_dir
 
     out = used_folder(tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")

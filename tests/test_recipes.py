@@ -156,6 +156,28 @@ def test_tiny_recipe_runs_end_to_end(tmp_path) -> None:
         run_recipe(recipe, tmp_path / "run", log=lines.append)
 
 
+def test_run_never_merges_into_a_folder_of_other_results_and_overwrite_replaces_a_run(tmp_path, capsys) -> None:
+    from mobile_compress.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = _write(run, _tiny(tmp_path) | {"data": str(tmp_path / "d.npz")})  # saved in its own run folder
+    (run / "notes.txt").write_text("mine")
+    assert main(["run", str(recipe), "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds results: notes.txt" in err and "--overwrite" in err and "Traceback" not in err
+    assert (run / "notes.txt").read_text() == "mine" and not (run / "state.json").exists()
+
+    (run / "notes.txt").unlink()  # the recipe alone is no result: the run starts
+    assert main(["run", str(recipe), "--out", str(run)]) == 0
+    first = (run / "01_train" / "best" / "weights.pt").stat().st_mtime_ns
+    assert main(["run", str(recipe), "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["run", str(recipe), "--out", str(run), "--overwrite"]) == 0
+    assert "--overwrite: deleted the earlier results" in capsys.readouterr().err
+    assert (run / "01_train" / "best" / "weights.pt").stat().st_mtime_ns != first and recipe.is_file()
+
+
 def test_crash_after_stage_one_resumes_from_stage_two(tmp_path, monkeypatch) -> None:
     recipe = load_recipe(_write(tmp_path, _tiny(tmp_path)))
     distill = REGISTRY["distill"]

@@ -6,7 +6,8 @@ import sys
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import FORMATS, INT8_IO, INT8_RANGES, LAYOUTS, parse_formats, parse_input_size
-from mobile_compress.cli.common import add_overwrite_option, claim_out_dir, print_json
+from mobile_compress.cli.common import add_overwrite_option, print_json
+from mobile_compress.run_folder import claim_out_dir
 
 EXIT_BELOW_BAR = 1
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from mobile_compress.cli.cmd_profile import add_delegate_options, add_measurement_options, profile_settings
-from mobile_compress.cli.common import TRANSPORT_HELP
+from mobile_compress.cli.common import TRANSPORT_HELP, add_overwrite_option
 from mobile_compress.errors import UserError
 from mobile_compress.pipeline.deploy import DEVICE_DIR, DeployConfig, DeployResult, run_deploy
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<recipe name>); the report is in OUT/deploy/")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (finished stages and runs are kept)")
+    add_overwrite_option(p)
     where = p.add_argument_group("where")
     where.add_argument("--device", default="auto",
                        help="device serial, or 'auto' for the only attached phone (default auto)")
@@ -52,7 +53,8 @@ def config_from(args: argparse.Namespace) -> DeployConfig:
         raise UserError(f"--eval-samples must be 1 or more, got {args.eval_samples}",
                         hint="for example --eval-samples 500")
     return DeployConfig(recipe=args.recipe, settings=profile_settings(args, []), out_dir=args.out, device=args.device,
-                        host=args.host, transport=args.transport, resume=args.resume, eval_samples=args.eval_samples,
+                        host=args.host, transport=args.transport, resume=args.resume, overwrite=args.overwrite,
+                        eval_samples=args.eval_samples,
                         device_dir=args.device_dir)
 
 

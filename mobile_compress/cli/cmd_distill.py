@@ -5,8 +5,9 @@ import argparse
 from dataclasses import asdict
 
 from mobile_compress.cli.cmd_train import SUMMARY_COLUMNS, summary_rows
-from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options, claim_out_dir,
+from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options,
                                          model_options, print_json, train_config)
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.distillation import LOSSES, DistillConfig
 from mobile_compress.distill_job import DistillJob, run_distill_job
 from mobile_compress.report import format_table

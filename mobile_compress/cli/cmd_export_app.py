@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from converters.app_bundle import APP_FORMATS, AppExportConfig, export_app
-from mobile_compress.cli.common import add_overwrite_option, claim_out_dir, print_json
+from mobile_compress.cli.common import add_overwrite_option, print_json
+from mobile_compress.run_folder import claim_out_dir
 
 EXIT_BELOW_BAR = 1
 

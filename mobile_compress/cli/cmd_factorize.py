@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobile_compress.cli.common import add_overwrite_option, add_train_options, claim_out_dir, print_json, train_config
+from mobile_compress.cli.common import add_overwrite_option, add_train_options, print_json, train_config
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.lowrank import FactorizeConfig
 from mobile_compress.lowrank.config import DEFAULT_MULTIPLE
 from mobile_compress.lowrank.job import FactorizeJob, run_factorize_job

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from android_harness.delegates import check_accelerator, check_options, expand
 from android_harness.session import RunnerOptions
-from mobile_compress.cli.common import TRANSPORT_HELP, add_overwrite_option, claim_out_dir
+from mobile_compress.cli.common import TRANSPORT_HELP, add_overwrite_option
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.errors import UserError
 from mobile_compress.report import environment
 from profiler.api import profile

@@ -6,8 +6,9 @@ import copy
 import sys
 from pathlib import Path
 
-from mobile_compress.cli.common import (TRANSPORT_HELP, add_overwrite_option, add_train_options, claim_out_dir,
+from mobile_compress.cli.common import (TRANSPORT_HELP, add_overwrite_option, add_train_options,
                                          print_json, train_config)
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.counting import format_count
 from mobile_compress.errors import UserError
 from mobile_compress.pruning import LatencyTable, PruneConfig, parse_target

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import INT8_IO, LAYOUTS
-from mobile_compress.cli.common import add_overwrite_option, add_train_options, claim_out_dir, print_json, train_config
+from mobile_compress.cli.common import add_overwrite_option, add_train_options, print_json, train_config
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.quantization import METHODS, QuantizeJob, run_quantize_job
 from mobile_compress.quantization.job import default_qat_config
 from mobile_compress.report import Column, format_table, write_json

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mobile_compress.cli.common import add_overwrite_option
 from mobile_compress.pipeline import REGISTRY, load_recipe, run_recipe
 
 
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", help="recipe .yaml file (see examples/recipes/)")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_overwrite_option(p)
     p.add_argument("--check", action="store_true", help="validate the recipe and exit")
     p.set_defaults(run=run)
 
@@ -28,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: valid, {len(recipe.stages)} stage(s): " + " -> ".join(s.kind for s in recipe.stages))
         return 0
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
-    result = run_recipe(recipe, run_dir, resume=args.resume)
+    result = run_recipe(recipe, run_dir, resume=args.resume, overwrite=args.overwrite)
     print(f"run finished: {result.run_dir} (stage table in {result.run_dir / 'stages.json'})")
     return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options, claim_out_dir,
+from mobile_compress.cli.common import (add_model_options, add_overwrite_option, add_train_options,
                                          model_options, print_json, train_config)
+from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.report import Column, format_table
 from mobile_compress.train_job import TrainJob, TrainJobResult, run_train_job
 from mobile_compress.training.distributed import torchrun_env

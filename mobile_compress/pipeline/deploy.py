@@ -47,6 +47,7 @@ class DeployConfig:
     host_reason: str | None = None  # why the host (shown in the report), when chosen for the user
     transport: str | None = None
     resume: bool = False
+    overwrite: bool = False  # replace what the run folder holds (see mobile_compress.run_folder)
     eval_samples: int | None = 1000  # held-out images both .tflite files are scored on
     calib_samples: int = 100  # for the starting model's fp32 conversion (parity images)
     parity_samples: int = 100
@@ -77,7 +78,7 @@ def run_deploy(config: DeployConfig, log: Callable[[str], None] = print, lister:
 
     log(f"deploy: running recipe {recipe.path} ({len(recipe.stages)} stages) in {run_dir}")
     t = time.monotonic()
-    run = run_recipe(recipe, run_dir, resume=config.resume, log=log)
+    run = run_recipe(recipe, run_dir, resume=config.resume, log=log, overwrite=config.overwrite)
     timings["recipe"] = time.monotonic() - t
 
     t = time.monotonic()

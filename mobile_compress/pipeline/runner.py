@@ -19,6 +19,7 @@ from mobile_compress.pipeline.recipe import Recipe, StageSpec
 from mobile_compress.pipeline.stages import CHECKPOINT, REGISTRY, TFLITE, RunContext, StageResult
 from mobile_compress.pipeline.table import stage_table
 from mobile_compress.report import write_json
+from mobile_compress.run_folder import claim_out_dir
 
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
@@ -33,10 +34,14 @@ class RunResult:
 
 
 def run_recipe(recipe: Recipe, run_dir: str | Path, resume: bool = False,
-               log: Callable[[str], None] = print, stop_after: int | None = None) -> RunResult:
-    """Run every stage of ``recipe`` in ``run_dir``; ``stop_after`` ends the call after that stage (tests, dry steps)."""
+               log: Callable[[str], None] = print, stop_after: int | None = None, overwrite: bool = False) -> RunResult:
+    """Run every stage of ``recipe`` in ``run_dir``; ``stop_after`` ends the call after that stage (tests, dry steps).
+
+    ``run_dir`` follows the run-folder rule (``claim_out_dir``): ``resume`` continues the run
+    there, ``overwrite`` replaces it, and a folder holding anything else is refused.
+    """
     run_dir = Path(run_dir)
-    state = _start_state(recipe, run_dir, resume)
+    state = _start_state(recipe, run_dir, resume, overwrite)
     results: list[StageResult] = []
     rows: list[dict[str, Any]] = []
     skipped: list[int] = []
@@ -91,15 +96,19 @@ def _rows(spec: StageSpec, result: StageResult, data: str | None, recipe: Recipe
     return [{"stage": spec.label, **r} for r in rows]
 
 
-def _start_state(recipe: Recipe, run_dir: Path, resume: bool) -> dict[str, Any]:
+def _start_state(recipe: Recipe, run_dir: Path, resume: bool, overwrite: bool) -> dict[str, Any]:
     file = run_dir / STATE_FILE
     fresh = {"format": STATE_FORMAT, "recipe": str(recipe.path.resolve()), "name": recipe.name,
              "stages": [{"index": s.index, "kind": s.kind, "label": s.label, "raw": s.raw, "status": "pending"}
                         for s in recipe.stages]}
     if not resume:
-        if file.exists():
+        if file.exists() and not overwrite:
             raise UserError(f"{run_dir} already holds a run ({file} exists)",
-                            hint="continue it with --resume, or choose another --out")
+                            hint="continue it with --resume, replace it with --overwrite (deletes what is there), "
+                                 "or choose another --out")
+        # a recipe saved in its own run folder (the demo's) is no result: it neither blocks the run nor is deleted
+        inputs = [recipe.data] + [s.input for s in recipe.stages if isinstance(s.input, str)]
+        claim_out_dir(run_dir, overwrite=overwrite, keep=[recipe.path], inputs=inputs)
         run_dir.mkdir(parents=True, exist_ok=True)
         _save(run_dir, fresh)
         return fresh
