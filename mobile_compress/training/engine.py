@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from mobile_compress.errors import UserError
+from mobile_compress.report.atomic import atomic_open, write_text
 from mobile_compress.training import distributed
 from mobile_compress.training.checkpoint import (CheckpointMeta, checkpoint_exists, load_state_strict, model_state,
                                                  save_checkpoint)
@@ -450,7 +451,7 @@ class Trainer:
         # best/ always exists after the first epoch, even before the first validation
         if self._improved or self.val_data is None or not checkpoint_exists(out / "best"):
             save_checkpoint(out / "best", self.model, meta)
-        _atomic_write_text(out / HISTORY_FILE, "".join(json.dumps(s.to_dict()) + "\n" for s in self.history))
+        write_text(out / HISTORY_FILE, "".join(json.dumps(s.to_dict()) + "\n" for s in self.history))
         state = {
             "format": STATE_FORMAT,
             "next_epoch": epoch + 1,
@@ -466,7 +467,8 @@ class Trainer:
             "hooks": [{"name": n, "state": h.state_dict()} for n, h in zip(self._hook_names(), self.hooks)],
             "rng": get_rng_state(),
         }
-        _atomic_torch_save(state, out / STATE_FILE)  # last: this file is the commit point
+        with atomic_open(out / STATE_FILE, "wb") as fh:  # last: this file is the commit point
+            torch.save(state, fh)
 
     def _read_state(self) -> dict[str, Any]:
         assert self.out_dir is not None
@@ -584,30 +586,3 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------------- atomic files
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
