@@ -67,6 +67,15 @@ def test_error_messages_show_control_characters_from_paths_escaped(capsys, tmp_p
     assert "evil\\x1b[31mred\\x1b[0m" in err and err.startswith("mobile-compress: error:")
 
 
+def test_failed_bars_and_warnings_show_control_characters_escaped(capsys) -> None:
+    from mobile_compress.cli.common import print_problem
+
+    print_problem("convert", "int8: model\x1b]0;pwned\x07 from a device: agreement 90% is below 98%")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert err == "mobile-compress: convert: int8: model\\x1b]0;pwned\\x07 from a device: agreement 90% is below 98%\n"
+
+
 def test_info_on_a_zoo_model(capsys) -> None:
     code, out, _ = run_cli(capsys, "info", "squeezenet1_1", "--json")
     assert code == 0

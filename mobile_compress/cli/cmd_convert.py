@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import FORMATS, INT8_IO, INT8_RANGES, LAYOUTS, parse_formats, parse_input_size
-from mobile_compress.cli.common import add_overwrite_option, print_json
+from mobile_compress.cli.common import add_overwrite_option, print_json, print_problem
 from mobile_compress.run_folder import claim_out_dir
 
 EXIT_BELOW_BAR = 1
@@ -69,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         print(report.table())
         print(f"report: {report.out_dir}/report.json")
     for problem in report.problems:
-        print(f"mobile-compress: convert: {problem}", file=sys.stderr)
+        print_problem("convert", problem)
     return 0 if report.passed else EXIT_BELOW_BAR

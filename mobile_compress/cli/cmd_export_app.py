@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from converters.app_bundle import APP_FORMATS, AppExportConfig, export_app
-from mobile_compress.cli.common import add_overwrite_option, print_json
+from mobile_compress.cli.common import add_overwrite_option, print_json, print_problem
 from mobile_compress.run_folder import claim_out_dir
 
 EXIT_BELOW_BAR = 1
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if lat:
             print(f"host LiteRT latency (XNNPACK, 1 thread): median {lat['median_ms']:.3f} ms")
     for warning in (w for w in bundle.card["warnings"] if not w.startswith("parity: ")):
-        print(f"mobile-compress: export-app: warning: {warning}", file=sys.stderr)
+        print_problem("export-app", f"warning: {warning}")
     for problem in bundle.problems:
-        print(f"mobile-compress: export-app: {problem}", file=sys.stderr)
+        print_problem("export-app", problem)
     return 0 if bundle.passed else EXIT_BELOW_BAR

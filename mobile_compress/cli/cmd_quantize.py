@@ -8,12 +8,11 @@ fake-quant model, and the accuracies are printed side by side.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from converters import ConvertConfig, Thresholds, convert
 from converters.config import INT8_IO, LAYOUTS
-from mobile_compress.cli.common import add_overwrite_option, add_train_options, print_json, train_config
+from mobile_compress.cli.common import add_overwrite_option, add_train_options, print_json, print_problem, train_config
 from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.quantization import METHODS, QuantizeJob, run_quantize_job
 from mobile_compress.quantization.job import default_qat_config
@@ -92,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table([row], COLUMNS))
     for problem in problems:
-        print(f"mobile-compress: quantize: {problem}", file=sys.stderr)
+        print_problem("quantize", problem)
     return EXIT_BELOW_BAR if problems else 0

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from android_harness.transport.select import KINDS as TRANSPORT_KINDS
+from mobile_compress.report import printable
 from mobile_compress.training import TrainConfig
 
 # The --transport help of every command that talks to a phone.
@@ -49,6 +51,11 @@ def train_config(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
     values = dict(defaults)
     values.update({f: getattr(args, f) for f in fields if getattr(args, f, None) is not None})
     return TrainConfig(**values)
+
+
+def print_problem(command: str, text: str) -> None:
+    """A command's failed bar or warning on stderr, with control characters from files and devices shown escaped."""
+    print(f"mobile-compress: {command}: {printable(text)}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:
