@@ -17,7 +17,7 @@ from android_harness.benchmark_binary import locate
 from android_harness.charging import charging_suspended
 from android_harness.delegates import DelegateConfig, big_core_mask
 from android_harness.device_info import parse_dumpsys_battery
-from android_harness.session import BenchmarkTimeout, DeviceSession, RunnerOptions, reconnect_quietly
+from android_harness.session import BenchmarkTimeout, DeviceSession, RunnerOptions, reconnect_quietly, unsafe_name
 from android_harness.transport import Transport, TransportError, quote
 from android_harness.transport.base import DeviceDisconnectedError, DeviceStorageFullError, DeviceUnauthorizedError
 from mobile_compress.errors import UserError
@@ -190,7 +190,7 @@ def _run_one(session: DeviceSession, bench: str, remote_model: str, model: Model
     stdout = (local / "stdout.txt").read_text(errors="replace") if (local / "stdout.txt").is_file() else ""
     runs = parse_log(stdout)
     output = runs[-1] if runs else None
-    fields: dict[str, Any] = {"raw_dir": str(raw_rel)}
+    fields: dict[str, Any] = {"raw_dir": str(raw_rel), "refused_files": refused_files(result.refused)}
     fields["thermal_before"] = snapshot_from_dir(local, "before").to_dict()
     fields["thermal_after"] = snapshot_from_dir(local, "after").to_dict()
     if output is None or result.exit_code != 0 or output.failed or not output.complete:
@@ -214,6 +214,13 @@ def _run_one(session: DeviceSession, bench: str, remote_model: str, model: Model
     if ops is not None:
         fields["slowest_ops"] = [asdict(r) for r in ops.slowest(10)]
     return fields
+
+
+def refused_files(names: list[str]) -> list[dict[str, str]]:
+    """The names ``DeviceSession.pull_dir`` did not pull, each with why, for the run's record."""
+    # pull_dir refuses a name that is not a plain file name, or else one whose target resolves outside the folder
+    return [{"name": name, "reason": unsafe_name(name) or "its target would lie outside the run folder"}
+            for name in names]
 
 
 def _charging(local: Path, facts: DeviceFacts) -> bool | None:

@@ -49,6 +49,9 @@ class RunRecord:
     attempts: int = 1
     model_path: str | None = None  # absolute; with model_sha256, what identifies the model
     model_sha256: str | None = None
+    # Names the device listed in the run's folder that were not pulled (not plain file names, or
+    # reaching outside the run folder), each {"name": ..., "reason": ...}: device output is untrusted.
+    refused_files: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, model: ModelId, **fields: Any) -> "RunRecord":

@@ -16,8 +16,9 @@ from mobile_compress.errors import UserError
 from mobile_compress.pipeline import device_choice
 from mobile_compress.pipeline.deploy_models import Side
 from mobile_compress.pipeline.deploy_report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
+from profiler.model_id import file_sha256
 from profiler.results import RunRecord
-from test_profile_flow import adb_key, virtual_benchmark, virtual_device  # noqa: F401 - fixtures and the device
+from test_profile_flow import TINY, adb_key, virtual_benchmark, virtual_device  # noqa: F401 - fixtures and the device
 from test_recipes import _npz
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -243,6 +244,42 @@ def test_deploy_csv_is_formula_safe_and_the_files_are_replaced_whole(tmp_path, m
     with pytest.raises(UnicodeEncodeError):
         deploy_report.write_report(report, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # the previous page, and no temp file
+
+
+def test_deploy_takes_the_runs_of_its_own_files_by_path_and_content(tmp_path) -> None:
+    """A run folder moved and deployed again: profile.json also holds the old folder's before/after.tflite runs.
+
+    Those are other files of the same names; the deploy compares the runs of the files it has now.
+    """
+    import shutil
+
+    from android_harness.delegates import DelegateConfig
+    from mobile_compress.pipeline.deploy import DeployConfig, _profile
+    from profiler.device_job import ProfileSettings
+
+    def deploy_profile(run: Path):
+        models = run / "deploy" / "models"
+        config = DeployConfig("recipe.yaml", ProfileSettings(models=[], delegates=[DelegateConfig("cpu", threads=1)],
+                                                             num_runs=3, warmup_runs=1, min_secs=0.0))
+        records, _ = _profile(config, [models / "before.tflite", models / "after.tflite"], run / "deploy", None,
+                              lambda serial: None, lambda message: None)
+        return {(Path(r.model_path), r.model_sha256): r for r in records}
+
+    first = tmp_path / "first" / "deploy" / "models"
+    first.mkdir(parents=True)
+    shutil.copyfile(TINY, first / "before.tflite")
+    (first / "after.tflite").write_bytes(TINY.read_bytes() + b"\0" * 4096)  # other bytes, same graph
+    assert len(deploy_profile(tmp_path / "first")) == 2
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "first", moved)
+    runs = deploy_profile(moved)
+    models = (moved / "deploy" / "models").resolve()
+    now = [models / "before.tflite", models / "after.tflite"]
+    assert sorted(runs) == sorted((path, file_sha256(path)) for path in now)  # these files' runs, both measured
+    assert {r.status for r in runs.values()} == {"ok"}
+    assert {Path(r.model).stem for r in runs.values()} == {"before", "after"}  # how the report tells the sides apart
+    stored = json.loads((moved / "deploy" / "profile" / "profile.json").read_text())["runs"]
+    assert len(stored) == 4  # the first folder's runs are still in the file, and were not taken
 
 
 def test_host_choice_and_device_choice_share_one_rule() -> None:

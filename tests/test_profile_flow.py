@@ -9,6 +9,7 @@ fixture) or fails the way benchmark_model fails, chosen by the flags it gets.
 """
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -24,6 +25,7 @@ from android_harness.transport import ShellResult, TransportError
 from android_harness.transport.base import DeviceDisconnectedError, DeviceStorageFullError
 from profiler.api import profile
 from profiler.device_job import DeviceFacts, ProfileSettings, profile_device
+from profiler.reports import format_runs
 from profiler.results import ResultStore, load
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -466,6 +468,15 @@ def test_virtual_device_listing_cannot_write_outside_out(tmp_path: Path, adb_key
     refused = [r.getMessage() for r in caplog.records if "not pulling" in r.getMessage()]
     assert len(refused) == 2 and climbing in refused[0] + refused[1] and absolute in refused[0] + refused[1]
     assert all("not a plain file name" in message for message in refused)
+    # nothing is lost: the run's record keeps what the device listed and was not pulled, and every view says so
+    [run] = json.loads((out / "profile.json").read_text())["runs"]
+    assert [r["name"] for r in run["refused_files"]] == [climbing, absolute]
+    assert all(r["reason"] == "a path, not a plain file name" for r in run["refused_files"])
+    note = "not pulled from the device, 2 unsafe file names"
+    assert note in format_runs(outputs.records) and climbing in format_runs(outputs.records)
+    assert note in outputs.html.read_text() and absolute in outputs.html.read_text()
+    [row] = csv.DictReader(outputs.csv.open(newline=""))
+    assert climbing in row["refused_files"] and absolute in row["refused_files"]
 
 
 # ---------------------------------------------------------------- the command line

@@ -78,8 +78,14 @@ def test_json_from_another_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_csv_has_one_row_per_run_with_flat_figures(tmp_path: Path) -> None:
-    path = write_csv([ok_record(), failed_record()], tmp_path / "p.csv")
+    record = ok_record()
+    record.model_path, record.model_sha256 = "/models/a/net.tflite", "ab" * 32
+    path = write_csv([record, failed_record()], tmp_path / "p.csv")
     rows = list(csv.DictReader(path.open()))
+    header = next(csv.reader(path.open()))
+    assert header[header.index("model"):header.index("model") + 3] == ["model", "model_path", "model_sha256"]
+    assert (rows[0]["model_path"], rows[0]["model_sha256"]) == ("/models/a/net.tflite", "ab" * 32)  # which file
+    assert rows[1]["model_path"] == rows[1]["model_sha256"] == "" and rows[0]["refused_files"] == ""
     assert [r["delegate"] for r in rows] == ["cpu-4t", "nnapi-qti-dsp"]
     assert float(rows[0]["mean_ms"]) == 12.5 and float(rows[0]["vm_hwm_mb"]) == 42.5
     assert float(rows[0]["mj_per_inference"]) == 18.75 and rows[0]["coverage"] == "XNNPACK partial (3 kernels)"
@@ -176,3 +182,28 @@ def test_terminal_table_shows_device_errors_without_their_control_characters() -
     failed.error = "benchmark_model: \x1b[31mFAILED\x1b[0m\rinjected"
     text = format_runs([failed])
     assert "\x1b" not in text and "\r" not in text and "\\x1b[31mFAILED\\x1b[0m\\x0dinjected" in text
+
+
+def test_device_files_not_pulled_are_noted_in_every_view_escaped(tmp_path: Path) -> None:
+    """A run's refused device names survive profile.json and show in the CSV, the HTML and the terminal."""
+    record = ok_record()
+    record.refused_files = [{"name": "../../escaped.txt", "reason": "a path, not a plain file name"},
+                            {"name": "esc\x1b[31mred", "reason": "contains a control character (NUL, newline ...)"},
+                            {"name": "<b>x</b>", "reason": "its target would lie outside the run folder"},
+                            {"name": "=cmd|' /C calc'!A0", "reason": "r"}, {"name": "fifth", "reason": "r"}]
+    store = ResultStore(tmp_path)
+    store.add(record)
+    [loaded] = load(tmp_path / "profile.json")
+    assert loaded.refused_files == record.refused_files
+    text = format_runs([loaded])
+    assert "not pulled from the device, 5 unsafe file names (all in profile.json)" in text
+    assert "../../escaped.txt (a path, not a plain file name)" in text and "and 2 more" in text
+    assert "\x1b" not in text and "esc\\x1b[31mred" in text
+    page = render_html([loaded])
+    assert "not pulled from the device, 5 unsafe file names" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<b>x</b>" not in page and "\x1b" not in page
+    [row] = csv.DictReader(write_csv([loaded], tmp_path / "p.csv").open(newline=""))
+    cell = row["refused_files"]
+    assert cell.startswith("../../escaped.txt (a path") and "esc\\x1b[31mred" in cell and "fifth (r)" in cell
+    assert "=cmd|' /C calc'!A0 (r)" in cell  # all names here; the cell starts with '.' so is no formula
+    assert "not pulled" not in format_runs([ok_record()]) and "not pulled" not in render_html([ok_record()])

@@ -27,6 +27,8 @@ from mobile_compress.pipeline.runner import run_recipe
 from mobile_compress.pipeline.stages import Ref
 from mobile_compress.report import environment
 from profiler.device_job import DeviceFacts, ProfileSettings
+from profiler.model_id import identify
+from profiler.reports.rows import refused_note
 
 DEPLOY_DIR = "deploy"  # inside the run directory, beside the stage folders
 DEVICE_DIR = "/data/local/tmp/mobile-compress"  # where the deployed model is left on the phone
@@ -127,6 +129,7 @@ def run_deploy(config: DeployConfig, log: Callable[[str], None] = print, lister:
     warnings = [w for w in (before.error, after.error) if w]
     if pushed and not pushed.get("ok"):
         warnings.append(f"the deployed model was not pushed: {pushed.get('error')}")
+    warnings += [f"{r.model} on {r.delegate}: {refused_note(r)}" for r in records if r.refused_files]
     failed = sum(r.status in ("failed", "error") for r in records)
     return DeployResult(run_dir, report, files, table, failed_runs=failed, pushed=bool(pushed.get("ok")),
                         warnings=warnings)
@@ -182,8 +185,9 @@ def _profile(config: DeployConfig, models: list[Path], deploy_dir: Path, serial:
     else:
         outputs = profile(settings, out, serials=[serial], opener=opener, environment=env, progress=log)
     device = "host" if serial is None else serial
-    names = {m.name for m in models}
-    records = [r for r in outputs.records if r.device == device and r.model in names]
+    # by path and content, not file name: runs of another before.tflite (a moved run folder) are not these
+    keys = {m.key for m in identify(models)}
+    records = [r for r in outputs.records if r.device == device and r.model_key in keys]
     files = {k: str(Path(p).relative_to(deploy_dir)) for k, p in
              (("json", outputs.json), ("csv", outputs.csv), ("html", outputs.html))}
     return records, files

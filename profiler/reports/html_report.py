@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mobile_compress.report import write_text
-from profiler.reports.rows import flat
+from profiler.reports.rows import flat, refused_note
 from profiler.results import RunRecord
 
 ROW_H = 22
@@ -113,6 +113,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         note = r["error"] or ("" if r["power_mw"] is not None or r["mode"] == "host" else r["power_status"])
+        note = "; ".join(n for n in (note, r.get("refused_note")) if n)
         cells = [_fmt(note if key == "error" else r[key]) for key, _ in TABLE_COLUMNS]
         cls = "" if r["status"] == "ok" else ' class="bad"'
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -160,6 +161,7 @@ def render_html(records: Iterable[RunRecord], title: str = "mobile-compress prof
     for record in records:
         row = flat(record)
         row["label"] = f"{row['device']} · {row['delegate']}"
+        row["refused_note"] = refused_note(record)
         by_model[row["model"]].append(row)
     parts = [page_head(title), f"<h1>{html.escape(title)}</h1>"]
     if environment:

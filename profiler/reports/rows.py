@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mobile_compress.report import printable
 from profiler.results import RunRecord
+
+NOTE_NAMES = 3  # refused device file names a table note shows; the CSV and profile.json hold them all
 
 
 def _get(d: dict[str, Any] | None, key: str) -> Any:
@@ -20,13 +23,30 @@ def coverage_text(record: RunRecord) -> str:
     return "; ".join(parts)
 
 
+def refused_text(refused: list[dict[str, str]]) -> str:
+    """Refused device file names with why, control characters shown escaped (a name is device output)."""
+    return "; ".join(f"{printable(r['name'])} ({r.get('reason') or 'refused'})" for r in refused)
+
+
+def refused_note(record: RunRecord) -> str:
+    """A short note for tables: how many files the device listed that were not pulled, and the first names."""
+    refused = record.refused_files
+    if not refused:
+        return ""
+    count = f"{len(refused)} unsafe file name{'s' if len(refused) > 1 else ''}"
+    more = f"; and {len(refused) - NOTE_NAMES} more" if len(refused) > NOTE_NAMES else ""
+    return f"not pulled from the device, {count} (all in profile.json): {refused_text(refused[:NOTE_NAMES])}{more}"
+
+
 def flat(record: RunRecord) -> dict[str, Any]:
     lat, mem, pw = record.latency, record.memory, record.power
     before, after = record.thermal_before, record.thermal_after
     device = record.device if record.mode == "device" else "host (LiteRT on this computer)"
     return {
         "device": device, "device_model": _get(record.device_info, "model"), "mode": record.mode,
-        "model": record.model, "delegate": record.delegate, "status": record.status, "error": record.error,
+        "model": record.model, "model_path": record.model_path, "model_sha256": record.model_sha256,
+        "delegate": record.delegate, "status": record.status, "error": record.error,
+        "refused_files": refused_text(record.refused_files),
         "n": _get(lat, "n"), "init_ms": _get(lat, "init_ms"), "first_ms": _get(lat, "first_ms"),
         "warmup_ms": _get(lat, "warmup_ms"), "mean_ms": _get(lat, "mean_ms"), "std_ms": _get(lat, "std_ms"),
         "min_ms": _get(lat, "min_ms"), "max_ms": _get(lat, "max_ms"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from mobile_compress.report import Column, format_table
-from profiler.reports.rows import flat
+from profiler.reports.rows import flat, refused_note
 from profiler.results import RunRecord
 
 
@@ -30,6 +30,8 @@ def format_runs(records: Iterable[RunRecord], title: str | None = "profile") -> 
             row["coverage"] = f"{row['coverage']} {row['error'] or ''}".strip()
         elif row["power_mw"] is None and row["power_status"] and row["mode"] == "device":
             row["coverage"] = f"{row['coverage']} [power {row['power_status']}]".strip()
+        if record.refused_files:
+            row["coverage"] = f"{row['coverage']} [{refused_note(record)}]".strip()
         rows.append(row)
     columns = [Column("device", "device"), Column("model", "model"), Column("delegate", "delegate"),
                Column("status", "status"), Column("n", "n", str, ">"),
