@@ -51,7 +51,14 @@ class RunResult:
 
 
 class BenchmarkTimeout(TransportError):
-    """The benchmark ran past ``RunnerOptions.timeout_s``; it was killed and its partial files pulled."""
+    """The benchmark ran past ``RunnerOptions.timeout_s``; it was killed and its partial files pulled.
+
+    ``result``: what the run got so far (its pulled and refused files), so nothing of it is lost.
+    """
+
+    def __init__(self, message: str, result: "RunResult | None" = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class DeviceSession:
@@ -138,7 +145,7 @@ class DeviceSession:
         result.files = self.pull_dir(out, local_dir, refused=result.refused)
         if result.timed_out:
             raise BenchmarkTimeout(f"benchmark ran past {options.timeout_s:g} s on {self.transport.serial}; "
-                                   f"killed, partial files in {local_dir}")
+                                   f"killed, partial files in {local_dir}", result)
         return result
 
     def _kill(self, out: str) -> None:

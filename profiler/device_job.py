@@ -153,7 +153,8 @@ def _profile_model(session: DeviceSession, bench: str, model: ModelId, delegates
                 record(delegate, attempts=attempts, **record_fields)
                 break
             except BenchmarkTimeout as err:
-                record(delegate, "failed", f"timed out: {err}", attempts=attempts)
+                refused = refused_files(err.result.refused) if err.result is not None else []
+                record(delegate, "failed", f"timed out: {err}", attempts=attempts, refused_files=refused)
                 break
             except DeviceStorageFullError as err:
                 record(delegate, "error", f"device storage full: {err}", attempts=attempts)

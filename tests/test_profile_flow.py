@@ -479,6 +479,23 @@ def test_virtual_device_listing_cannot_write_outside_out(tmp_path: Path, adb_key
     assert climbing in row["refused_files"] and absolute in row["refused_files"]
 
 
+def test_a_timed_out_run_still_records_what_it_refused_to_pull(tmp_path: Path, adb_key, virtual_benchmark) -> None:
+    from android_harness.virtual_device.faults import BenchmarkFault
+
+    with virtual_device(tmp_path) as dev:
+        ls = dev.sandbox.root / "system/bin/ls"
+        ls.write_text(HOSTILE_LS.format(names="'../../../../../escaped.txt'"))
+        ls.chmod(0o755)
+        dev.config.faults.benchmark = BenchmarkFault(hang=True)
+        dev.publish_faults()
+        hung = profile(quick(runner=RunnerOptions(interval_s=0.05, baseline_s=0, timeout_s=2, poll_s=0.1)),
+                       tmp_path / "out", serials=[dev.serial], opener=open_virtual, progress=lambda m: None)
+    [record] = hung.records
+    assert record.status == "failed" and "timed out" in record.error
+    assert [r["name"] for r in record.refused_files] == ["../../../../../escaped.txt"]
+    assert not (tmp_path / "escaped.txt").exists()
+
+
 # ---------------------------------------------------------------- the command line
 
 def test_cli_profile_on_virtual_device(tmp_path: Path, adb_key, virtual_benchmark, capsys) -> None:
