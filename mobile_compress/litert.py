@@ -6,6 +6,8 @@ the interpreter options and the timing loop are defined once.
 """
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,3 +102,45 @@ def time_model(path: Path | str, *, num_threads: int = 1, xnnpack: bool = True, 
         interp.invoke()
         samples.append((time.perf_counter() - t) * 1e3)
     return HostTiming(str(path), num_threads, xnnpack, init_ms, first_ms, samples)
+
+
+class InterpreterCrash(RuntimeError):
+    """LiteRT died on a model file (a signal or a hang), in the child process that ran it."""
+
+
+def time_isolated(path: Path, *, timeout_s: float = 600.0, **options: Any) -> HostTiming:
+    """``time_model`` in a child process: a .tflite is untrusted, and LiteRT's parser can crash on a crafted or
+    truncated one (a segfault, measured on LiteRT 2.1). The crash then costs one record, not the whole profile."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds TensorFlow's or torch's threads
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_time_in_child, args=(sender, str(path), options), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        answer = receiver.recv() if receiver.poll(timeout_s + float(options.get("min_seconds", 0.0))) else None
+    except EOFError:
+        answer = None
+    finally:
+        receiver.close()
+    if answer is None:
+        child.kill()
+    child.join()
+    if answer is None:
+        code = child.exitcode
+        how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"exited with status {code}" if code else f"ran past {timeout_s:g} s")
+        raise InterpreterCrash(f"the LiteRT interpreter {how} on {path}: the file is corrupt or crafted; "
+                               "convert the model again with `mobile-compress convert`")
+    kind, value = answer
+    if kind == "error":
+        raise RuntimeError(value)
+    return value
+
+
+def _time_in_child(sender: Any, path: str, options: dict[str, Any]) -> None:
+    try:
+        sender.send(("ok", time_model(path, **options)))
+    except (ValueError, RuntimeError) as err:
+        sender.send(("error", str(err)))
+    finally:
+        sender.close()

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from android_harness.delegates import DelegateConfig
-from mobile_compress.litert import time_model
+from mobile_compress.litert import InterpreterCrash, time_isolated
 from profiler.device_job import ProfileSettings, announce_replaced, now
 from profiler.measure import latency_from_samples
 from profiler.model_check import check_tflite
@@ -57,8 +57,12 @@ def _run(model: ModelId, delegate: DelegateConfig, settings: ProfileSettings, in
         record.status, record.error = "skipped", f"host mode runs the CPU interpreter only, not {delegate.kind}"
         return record
     try:
-        timing = time_model(model.path, num_threads=delegate.threads, xnnpack=delegate.xnnpack,
-                            warmup=settings.warmup_runs, runs=settings.num_runs, min_seconds=settings.min_secs or 0.0)
+        timing = time_isolated(model.path, num_threads=delegate.threads, xnnpack=delegate.xnnpack,
+                               warmup=settings.warmup_runs, runs=settings.num_runs,
+                               min_seconds=settings.min_secs or 0.0)
+    except InterpreterCrash as err:
+        record.status, record.error = "error", str(err)
+        return record
     except (ValueError, RuntimeError) as err:
         record.status, record.error = "failed", f"LiteRT could not run {model.name}: {err}"
         return record
@@ -66,3 +70,4 @@ def _run(model: ModelId, delegate: DelegateConfig, settings: ProfileSettings, in
     record.coverage = [{"delegate": "XNNPACK" if delegate.xnnpack else "none (builtin kernels)",
                         "state": "host interpreter", "kernels": None, "nodes_replaced": None, "nodes_total": None}]
     return record
+

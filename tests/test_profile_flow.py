@@ -515,6 +515,21 @@ def test_cli_profile_on_virtual_device(tmp_path: Path, adb_key, virtual_benchmar
     assert (tmp_path / "out" / "profile.html").is_file() and (tmp_path / "out" / "profile.csv").is_file()
 
 
+def test_host_mode_survives_a_model_file_that_crashes_the_interpreter(tmp_path: Path) -> None:
+    """A crafted .tflite segfaults LiteRT's parser: the run of that file is recorded as an error, the others go on."""
+    import sys
+
+    crafted = tmp_path / "crafted.tflite"
+    crafted.write_bytes(TINY.read_bytes()[:200] + b"\xff" * 100)  # a real header, then bytes that crash LiteRT 2.1
+    done = subprocess.run([sys.executable, "-m", "mobile_compress", "profile", str(TINY), str(crafted), "--host",
+                           "--runs", "3", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode >= 0, f"the profile itself died ({done.returncode}): {done.stderr[-500:]}"
+    runs = {r["model"]: r for r in json.loads((tmp_path / "out" / "profile.json").read_text())["runs"]}
+    assert runs["tiny.tflite"]["status"] == "ok"
+    assert runs["crafted.tflite"]["status"] == "error" and "SIGSEGV" in runs["crafted.tflite"]["error"]
+    assert "corrupt or crafted" in runs["crafted.tflite"]["error"]
+
+
 def test_cli_host_mode_and_from_log(tmp_path: Path, capsys) -> None:
     from mobile_compress.cli import main
 
