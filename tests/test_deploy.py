@@ -292,3 +292,48 @@ def test_host_choice_and_device_choice_share_one_rule() -> None:
     with pytest.raises(UserError, match="2 devices are attached"):
         device_choice.choose_device("auto", lister=two)
     assert device_choice.choose_device("XYZ", lister=none) == "XYZ"  # a named serial is not looked up
+
+
+def _float_report() -> DeployReport:
+    """A host deploy whose figures are long floats, with a gpu run that failed for a long reason."""
+    before = Side("before", "t/best", "b.tflite", "fp32", "x", arch="resnet56", params=855_770, macs=41_279_146,
+                  size_bytes=3_459_876, top1=97.49303621169916, eval_images=359, eval_split="test")
+    after = Side("after", "s/best", "a.tflite", "int8", "y", arch="mobilenet_v2", params=589_706, macs=6_001_122,
+                 size_bytes=771_234, top1=96.65738161559888, eval_images=359, eval_split="test")
+    reason = "Failed to apply GPU delegate: " + "OpenCL library not found in /vendor/lib64 " * 12 + "<end>"
+    records = [_record("before.tflite", "cpu-1t", median=4.123456789, memory={"vm_hwm_mb": 42.54010009765625}),
+               _record("after.tflite", "cpu-1t", median=1.0123456789, memory={"vm_hwm_mb": 20.987654321}),
+               _record("before.tflite", "gpu-fp32", "failed", error=reason),
+               _record("after.tflite", "gpu-fp32", "failed", error=reason)]
+    return DeployReport("r.yaml", "run", before, after, records, {"mode": "host", "note": "no phone"},
+                        timings={"chain": 101.23456789}, environment={"cores": 2, "memory_gib": 23.540279388427734})
+
+
+def test_deploy_page_and_table_show_no_float_repr() -> None:
+    import re
+
+    from mobile_compress.pipeline.deploy_report import render_html
+    from mobile_compress.report.numbers import RAW_FLOAT
+
+    report = _float_report()
+    page = re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", render_html(report), flags=re.S))
+    text = format_report(report)
+    for view in (page, text):
+        assert not RAW_FLOAT.findall(view), RAW_FLOAT.findall(view)
+        assert "97.49 %" in view and "3.3 MiB" in view and "753.2 KiB" in view and "41.28 M" in view
+        assert "4.123 ms" in view and "4.536 ms" in view and "42.5 MB" in view  # p50 and mean, before, cpu
+    assert "memory 23.5 GiB" in page and "chain 101 s" in page
+
+
+def test_deploy_page_keeps_a_failed_runs_reason_in_its_own_row_and_tables_in_their_block() -> None:
+    import re
+
+    from mobile_compress.pipeline.deploy_report import render_html
+
+    page = render_html(_float_report())
+    [table] = re.findall(r"<div class='wide'><table class='report'>.*?</table></div>", page, flags=re.S)
+    [gpu] = [row for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.S) if "gpu-fp32" in row]
+    cells = re.findall(r"<td class='([^']*)'>(.*?)</td>", gpu)
+    assert [text for _, text in cells[:4]] == ["latency p50", "gpu-fp32", "failed", "failed"]
+    assert cells[-1][0] == "text note" and "both: Failed to apply GPU delegate" in cells[-1][1]
+    assert "&lt;end&gt;" in cells[-1][1]  # the whole reason, in the row's own last cell, which wraps

@@ -97,7 +97,7 @@ def test_terminal_table_shows_figures_and_errors() -> None:
     lines = text.splitlines()
     assert lines[0] == "profile" and "mean ms" in lines[1] and "95% CI" in lines[1]
     row = lines[3]
-    assert "12.500" in row and "12.2-12.8" in row and "1500" in row and "18.750" in row and "none->light" in row
+    assert "12.50" in row and "12.20-12.80" in row and "1500" in row and "18.75" in row and "none->light" in row
     assert "Failed to apply NNAPI delegate" in lines[4]
 
 
@@ -108,8 +108,8 @@ def test_html_compares_models_delegates_devices_with_inline_svg(tmp_path: Path) 
     assert page.count("<svg") == 4  # latency, memory, power, energy for the one model
     for label in ("PHONE_A · cpu-4t", "PHONE_B · cpu-4t", "PHONE_A · gpu-fp16"):
         assert label in page
-    assert "mean 12.500 ms (n=50)" in page and "mean 30.000 ms (n=50)" in page
-    assert "Failed to apply NNAPI delegate" in page and 'class="bad"' in page
+    assert "mean 12.50 ms (n=50)" in page and "mean 30.00 ms (n=50)" in page
+    assert "Failed to apply NNAPI delegate" in page and "<tr class='run bad'>" in page
     assert "not on a phone" not in page
     assert "<h2>Devices</h2>" in page and "Pixel 8" in page
     for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
@@ -120,7 +120,7 @@ def test_html_lists_the_slowest_operators() -> None:
     record = ok_record()
     record.slowest_ops = [{"node_type": "CONV_2D", "avg_ms": 25.024, "percent": 7.283, "name": "[Conv2d_3]:6"}]
     page = render_html([record])
-    assert "25.024 ms (7.3%) CONV_2D <code>[Conv2d_3]:6</code>" in page
+    assert "25.02 ms (7.28 %) CONV_2D <code>[Conv2d_3]:6</code>" in page
 
 
 def test_latency_svg_scales_to_the_slowest_run() -> None:
@@ -207,3 +207,102 @@ def test_device_files_not_pulled_are_noted_in_every_view_escaped(tmp_path: Path)
     assert cell.startswith("../../escaped.txt (a path") and "esc\\x1b[31mred" in cell and "fifth (r)" in cell
     assert "=cmd|' /C calc'!A0 (r)" in cell  # all names here; the cell starts with '.' so is no formula
     assert "not pulled" not in format_runs([ok_record()]) and "not pulled" not in render_html([ok_record()])
+
+
+# ----------------------------------------------------------------------------- readable: precision, width, reasons
+
+
+def _raw_float_record() -> RunRecord:
+    """A run whose every figure is a float with a long repr, as a phone and the statistics give them."""
+    record = ok_record(mean=12.3456789012)
+    record.latency = {k: (v * 1.000123456789 if isinstance(v, float) else v) for k, v in record.latency.items()}
+    record.memory = {**record.memory, "vm_hwm_mb": 42.54010009765625, "footprint_overall_mb": 20.987654321}
+    record.power = {**record.power, "above_baseline_mw": 1499.666666667, "mj_per_inference": 18.7512345678,
+                    "sample_rate_hz": 9.87654321}
+    record.device_info = {"model": "Pixel 8", "memory_gib": 23.54010009765625, "cores": 8,
+                          "max_freq_khz": {"0": 1704000, "1": 1704000, "2": 2367000},
+                          "battery": {"level": 81, "temperature_decic": 314, "voltage_mv": 4211.123456789,
+                                      "present": True, "extras": {}}}
+    record.slowest_ops = [{"node_type": "CONV_2D", "avg_ms": 1.23456789, "percent": 23.456789, "name": "conv"}]
+    return record
+
+
+def _text(page: str) -> str:
+    """What a reader sees: the page without its markup (SVG coordinates are not text)."""
+    return re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", page, flags=re.S))
+
+
+def test_no_float_repr_reaches_the_page_or_the_terminal() -> None:
+    from mobile_compress.report.numbers import RAW_FLOAT
+
+    records = [_raw_float_record(), failed_record()]
+    environment = {"date": "2026-01-01 00:00 UTC", "cores": 2, "memory_gib": 23.540279388427734,
+                   "versions": {"torch": "2.13.0"}}
+    page = _text(render_html(records, environment=environment))
+    assert not RAW_FLOAT.findall(page), RAW_FLOAT.findall(page)
+    assert "memory 23.5 GiB" in page  # the environment line
+    assert "23.5 GiB" in page and "0-1: 1.70 GHz; 2: 2.37 GHz" in page and "temperature 31.4 °C" in page  # devices
+    assert "42.5" in page and "1500" in page and "18.75" in page and "1.235 ms (23.46 %)" in page
+    table = format_runs(records)
+    assert not RAW_FLOAT.findall(table), table
+    assert "12.35" in table and "42.5" in table and "18.75" in table
+
+
+def test_wide_tables_stay_inside_their_block() -> None:
+    from profiler.reports.html_report import PAGE_STYLE
+
+    page = render_html([_raw_float_record(), failed_record()], environment={"cores": 2})
+    tables = re.findall(r"<table", page)
+    assert len(tables) == 2 and page.count("<div class='wide'><table") == len(tables)
+    wide = re.search(r"\.wide\{([^}]*)\}", PAGE_STYLE).group(1)
+    assert "overflow-x:auto" in wide and "max-width:100%" in wide
+    assert "svg{max-width:100%" in PAGE_STYLE  # plots shrink with the window, never push the page wider
+    assert re.search(r"tr\.reason td\{[^}]*overflow-wrap:anywhere", PAGE_STYLE)  # a long reason wraps
+
+
+def test_a_failed_runs_reason_is_the_row_under_it_across_the_table() -> None:
+    failed = failed_record()
+    failed.error = "benchmark_model exited with 1: " + "a very long reason " * 40 + "<end>"
+    page = render_html([ok_record(), failed])
+    header = re.search(r"<table class='runs'><thead><tr>(.*?)</tr>", page).group(1)
+    columns = header.count("<th")
+    rows = re.findall(r"<tr class='([^']*)'>(.*?)</tr>", page, flags=re.S)
+    kinds = [kind for kind, _ in rows]
+    assert kinds == ["run", "run bad", "reason bad"]
+    run_cells, reason = rows[1][1], rows[2][1]
+    assert "nnapi-qti-dsp" in run_cells and "failed" in run_cells
+    assert f"<td colspan='{columns}'>" in reason  # spans the table: starts at its left edge, wraps at its right
+    assert "why it failed:" in reason and "&lt;end&gt;" in reason and failed.error[:40] in reason
+    assert "error" not in header  # not a last column off to the right any more
+
+
+def test_a_note_on_an_ok_run_sits_under_it_too() -> None:
+    record = ok_record()
+    record.power = {"status": "not measured: no battery current node"}  # a phone run without power says why
+    record.refused_files = [{"name": "../x", "reason": "a path, not a plain file name"}]
+    page = render_html([record])
+    rows = re.findall(r"<tr class='([^']*)'>(.*?)</tr>", page, flags=re.S)
+    assert [kind for kind, _ in rows] == ["run", "reason"]
+    assert "note:" in rows[1][1] and "no battery current node" in rows[1][1] and "not pulled" in rows[1][1]
+
+
+def test_a_long_plot_label_is_cut_in_the_middle_and_kept_whole_in_its_tooltip() -> None:
+    from profiler.reports.svg import MAX_LABEL_W, PLOT_W, VALUE_W
+
+    label = "R5CT00LONGSERIALWITHOUTANYBREAKS" + "X" * 30 + " · gpu-fp16"
+    svg = latency_svg([{**flat(ok_record()), "label": label}], "t")
+    shown = re.search(r"<text [^>]*><title>(.*?)</title>(.*?)</text>", svg)
+    assert shown.group(1) == label and "…" in shown.group(2)
+    assert shown.group(2).startswith("R5CT00") and shown.group(2).endswith("· gpu-fp16")  # the delegate stays
+    assert f'width="{MAX_LABEL_W + PLOT_W + VALUE_W}"' in svg  # the label column grew to its limit, no further
+
+
+def test_a_confidence_interval_below_zero_or_past_the_slowest_run_stays_in_the_plot() -> None:
+    """Three runs give a wide CI (-0.04 to 0.195 ms here, max 0.143): it is drawn inside the plot, not over labels."""
+    from profiler.reports.svg import LABEL_W, PLOT_W
+
+    row = {**flat(ok_record(mean=0.0737)), "label": "a"}
+    row.update(min_ms=0.035, max_ms=0.143, ci95_low_ms=-0.0391, ci95_high_ms=0.195)
+    svg = latency_svg([row], "t")
+    [ci] = re.findall(r'<line x1="(-?[\d.]+)" x2="(-?[\d.]+)"[^>]*stroke="black"', svg)
+    assert (float(ci[0]), float(ci[1])) == (LABEL_W, LABEL_W + PLOT_W)  # 0 ms to the CI's top, the plot's end

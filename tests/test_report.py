@@ -8,8 +8,10 @@ import stat
 
 import pytest
 
-from mobile_compress.report import (Column, atomic_open, environment, format_table, printable, safe_cell, write_bytes,
-                                    write_csv_rows, write_json, write_text)
+from mobile_compress.report import (Column, atomic_open, environment, format_field, format_fields, format_number,
+                                    format_table, format_value, printable, safe_cell, write_bytes, write_csv_rows,
+                                    write_json, write_text)
+from mobile_compress.report.numbers import RAW_FLOAT
 
 
 def test_table_aligns_columns_and_formats_values() -> None:
@@ -101,3 +103,42 @@ def test_table_cells_and_title_cannot_drive_the_terminal() -> None:
     text = format_table([{"name": "evil\x1b[2J"}], [Column("name", "model")], title="t\x1b]0;pwned\x07")
     assert "\x1b" not in text and "\x07" not in text
     assert "evil\\x1b[2J" in text and text.splitlines()[0] == "t\\x1b]0;pwned\\x07"
+
+
+# ----------------------------------------------------------------------------- one rule for how a number is shown
+
+
+@pytest.mark.parametrize("value, unit, shown", [
+    (12.5, "ms", "12.50 ms"), (699.438, "ms", "699.4 ms"), (1.23456789, "ms", "1.235 ms"), (2345.6, "ms", "2346 ms"),
+    (0.0123456, "ms", "0.0123 ms"), (0.00155, "ms", "0.0015 ms"), (3e-07, "ms", "3e-07 ms"), (0.0, "ms", "0.0 ms"),
+    (42.54010009765625, "MB", "42.5 MB"), (1499.6666667, "mW", "1500 mW"), (18.7512345678, "mJ", "18.75 mJ"),
+    (97.49303621169916, "%", "97.49 %"), (7.283, "%", "7.28 %"), (9.87654321, "Hz", "9.9 Hz"),
+    (23.54010009765625, "GiB", "23.5 GiB"), (0.75, "GiB", "768.0 MiB"), (771_234, "bytes", "753.2 KiB"),
+    (512, "bytes", "512 B"), (3_504_872, "count", "3.50 M"), (101.23456, "s", "101 s"), (50, "ms", "50 ms"),
+    (True, None, "yes"), (2.718281828, None, "2.718"),
+])
+def test_each_unit_has_one_precision(value, unit, shown) -> None:
+    assert format_number(value, unit) == shown
+
+
+def test_facts_from_json_are_shown_in_the_unit_their_key_names() -> None:
+    assert format_field("memory_gib", 23.54010009765625) == "23.5 GiB"
+    assert format_field("vm_hwm_mb", 42.54010009765625) == "42.5 MB"
+    assert format_field("temperature_decic", 314) == "31.4 °C"
+    assert format_field("max_freq_khz", {"0": 2016000, "1": 2016000, "2": 2016000, "3": 2803200, "7": 3187200}) \
+        == "0-2: 2.02 GHz; 3: 2.80 GHz; 7: 3.19 GHz"
+    battery = {"level": 81, "voltage_mv": 4211, "temperature_decic": 314, "present": True, "ac_powered": False,
+               "technology": None, "extras": {}}
+    assert format_field("battery", battery) == "level 81, voltage 4211 mV, temperature 31.4 °C, present"
+    env = {"cores": 2, "memory_gib": 23.540279388427734, "versions": {"torch": "2.13.0"}}
+    assert format_fields(env) == "cores 2, memory 23.5 GiB, versions (torch 2.13.0)"
+    assert format_value(None) == "–" and format_value([1.23456789, 2], "ms") == "1.235 ms, 2 ms"
+
+
+def test_table_never_shows_a_float_repr() -> None:
+    """A column with no formatter of its own, or one with a unit, shows a float at its unit's precision."""
+    rows = [{"name": "a", "x": 23.54010009765625, "t": 0.123456789, "n": 7}]
+    text = format_table(rows, [Column("name", "model"), Column("x", "value", align=">"),
+                               Column("t", "time ms", align=">", unit="ms"), Column("n", "n", align=">")])
+    assert not RAW_FLOAT.search(text), text
+    assert text.splitlines()[2].split() == ["a", "23.54", "0.123", "7"]

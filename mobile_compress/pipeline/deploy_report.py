@@ -10,12 +10,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from mobile_compress.counting import format_count
 from mobile_compress.pipeline.deploy_models import Side
-from mobile_compress.report import Column, format_table, write_csv_rows, write_json, write_text
-from profiler.reports.html_report import bar_svg, latency_svg, page_head
+from mobile_compress.report import Column, format_number, format_table, write_csv_rows, write_json, write_text
+from profiler.reports.html_report import bar_svg, environment_line, latency_svg, page_head
 from profiler.reports.rows import flat
 from profiler.results import RunRecord
 
@@ -29,36 +28,34 @@ CSV_COLUMNS = ["group", "metric", "delegate", "unit", "before", "after", "change
 
 @dataclass(frozen=True)
 class Metric:
-    """A compared figure: where it is read, its unit, and which direction is better."""
+    """A compared figure: where it is read, its unit, and which direction is better.
+
+    ``unit`` is the stored value's (JSON, CSV); ``shown_as`` the unit the views format it in
+    (``mobile_compress.report.numbers``: ``bytes`` shows as KiB/MiB, ``count`` as ``3.50 M``).
+    """
 
     key: str
     label: str
     unit: str
     better: str  # "lower" or "higher"
-    show: Callable[[Any], str]
-    raw_unit: str | None = None  # the unit of the stored value (JSON, CSV) when the table shows another
+    shown_as: str | None = None
 
-    @property
-    def stored_unit(self) -> str:
-        return self.raw_unit if self.raw_unit is not None else self.unit
-
-
-def _fixed(digits: int) -> Callable[[Any], str]:
-    return lambda v: f"{v:,.{digits}f}"
+    def show(self, value: Any) -> str:
+        return format_number(value, self.shown_as or self.unit)
 
 
 MODEL_METRICS = [
-    Metric("top1", "top-1 of the .tflite", "%", "higher", _fixed(2)),
-    Metric("size_bytes", ".tflite size", "KiB", "lower", lambda v: f"{v / 1024:,.1f}", raw_unit="bytes"),
-    Metric("params", "parameters", "", "lower", format_count),
-    Metric("macs", "MACs", "", "lower", format_count),
+    Metric("top1", "top-1 of the .tflite", "%", "higher"),
+    Metric("size_bytes", ".tflite size", "bytes", "lower"),
+    Metric("params", "parameters", "", "lower", shown_as="count"),
+    Metric("macs", "MACs", "", "lower", shown_as="count"),
 ]
 RUN_METRICS = [
-    Metric("median_ms", "latency p50", "ms", "lower", _fixed(3)),
-    Metric("mean_ms", "latency mean", "ms", "lower", _fixed(3)),
-    Metric("mem_mb", "memory", "MB", "lower", _fixed(1)),
-    Metric("power_mw", "power above idle", "mW", "lower", _fixed(0)),
-    Metric("mj_per_inference", "energy", "mJ/inference", "lower", _fixed(3)),
+    Metric("median_ms", "latency p50", "ms", "lower"),
+    Metric("mean_ms", "latency mean", "ms", "lower"),
+    Metric("mem_mb", "memory", "MB", "lower"),
+    Metric("power_mw", "power above idle", "mW", "lower"),
+    Metric("mj_per_inference", "energy", "mJ/inference", "lower"),
 ]
 
 
@@ -123,8 +120,9 @@ def comparison_rows(report: DeployReport) -> list[dict[str, Any]]:
         if m.key == "top1":
             note = (f"LiteRT on the host, {report.after.eval_images or report.before.eval_images} "
                     f"{report.after.eval_split or report.before.eval_split or ''} images, same images both sides")
-        rows.append({"group": "model", "metric": m.label, "key": m.key, "delegate": "", "unit": m.stored_unit,
-                     "before": b, "after": a, "change": change(m, b, a), "before_status": None, "after_status": None, "note": note})
+        rows.append({"group": "model", "metric": m.label, "key": m.key, "delegate": "", "unit": m.unit,
+                     "before": b, "after": a, "change": change(m, b, a), "before_status": None, "after_status": None,
+                     "note": note})
     for entry in delegates(report):
         statuses = {role: entry[role]["status"] for role in ROLES}
         note = _run_note(entry)
@@ -133,7 +131,7 @@ def comparison_rows(report: DeployReport) -> list[dict[str, Any]]:
             if b is None and a is None and m is not RUN_METRICS[0]:
                 continue  # not measured (host mode has no power rail, a failed run has no figures): one row says why
             rows.append({"group": "run", "metric": m.label, "key": m.key, "delegate": entry["delegate"],
-                         "unit": m.stored_unit, "before": b, "after": a, "change": change(m, b, a),
+                         "unit": m.unit, "before": b, "after": a, "change": change(m, b, a),
                          "before_status": statuses["before"], "after_status": statuses["after"], "note": note})
     return rows
 
@@ -156,8 +154,7 @@ def _cell(row: dict[str, Any], role: str) -> str:
     value, status = row[role], row[f"{role}_status"]
     if value is None:
         return status if status and status != "ok" else "—"
-    metric = _metric(row["key"])
-    return metric.show(value) + (f" {metric.unit}" if metric.unit else "")
+    return _metric(row["key"]).show(value)
 
 
 def where(report: DeployReport) -> str:
@@ -192,11 +189,11 @@ def write_csv(report: DeployReport, path: Path) -> Path:
     return write_csv_rows(path, CSV_COLUMNS, comparison_rows(report))
 
 
-def _model_bars(report: DeployReport, key: str, unit: str, scale: float = 1.0) -> str:
+def _model_bars(report: DeployReport, metric: Metric) -> str:
+    sides = (("before", report.before), ("after", report.after))
     rows = [{"label": f"{role}: {side.arch} {side.format}", "delegate": "", "color": ROLE_COLORS[role],
-             key: None if getattr(side, key) is None else getattr(side, key) / scale}
-            for role, side in (("before", report.before), ("after", report.after))]
-    return bar_svg(rows, key, unit, key)
+             metric.key: getattr(side, metric.key)} for role, side in sides]
+    return bar_svg(rows, metric.key, metric.shown_as or metric.unit, metric.label)
 
 
 def _run_rows(report: DeployReport) -> list[dict[str, Any]]:
@@ -207,6 +204,22 @@ def _run_rows(report: DeployReport) -> list[dict[str, Any]]:
         row["mem"] = row["vm_hwm_mb"] if row["vm_hwm_mb"] is not None else row["mem_overall_mb"]
         rows.append(row)
     return rows
+
+
+def _comparison_table(report: DeployReport) -> str:
+    """Figure by figure; a failed run's reason is the note cell of its own row, wrapped to the page."""
+    text = ("text num", "text num", "num", "num", "num", "text note")  # figures stay on one line, notes wrap
+    head = "".join(f"<th class='{c}'>{h}</th>" for c, h in zip(text, ("figure", "delegate", "before", "after",
+                                                                      "change", "note")))
+    body = []
+    for r in comparison_rows(report):
+        bad = any(r[f"{role}_status"] not in (None, "ok") for role in ROLES)
+        cells = (r["metric"], r["delegate"], _cell(r, "before"), _cell(r, "after"), r["change"] or "—",
+                 r["note"] or "")
+        body.append(f"<tr{' class=bad' if bad else ''}>" + "".join(
+            f"<td class='{c}'>{html.escape(str(v))}</td>" for c, v in zip(text, cells)) + "</tr>")
+    return (f"<div class='wide'><table class='report'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+            "</table></div>")
 
 
 def render_html(report: DeployReport) -> str:
@@ -225,21 +238,14 @@ def render_html(report: DeployReport) -> str:
         text = (f"pushed to {pushed['device_path']} on {pushed['serial']}" if pushed.get("ok")
                 else f"not pushed: {pushed.get('error')}")
         parts.append(f"<p>Deployed model {html.escape(text)}.</p>")
-    head = "".join(f"<th>{h}</th>" for h in ("figure", "delegate", "before", "after", "change", "note"))
-    body = []
-    for r in comparison_rows(report):
-        bad = any(r[f"{role}_status"] not in (None, "ok") for role in ROLES)
-        cells = [html.escape(str(c)) for c in (r["metric"], r["delegate"], _cell(r, "before"), _cell(r, "after"),
-                                                r["change"] or "—", r["note"] or "")]
-        body.append(f"<tr{' class=bad' if bad else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    parts.append(_comparison_table(report))
     parts.append("<h2>Model</h2>")
-    for key, unit, scale, caption in (("top1", "%", 1.0, "Top-1 of the .tflite on the held-out images"),
-                                      ("size_bytes", "KiB", 1024.0, ".tflite size"),
-                                      ("macs", "M", 1e6, "MACs per image"), ("params", "K", 1e3, "Parameters")):
-        svg = _model_bars(report, key, unit, scale)
+    captions = {"top1": "Top-1 of the .tflite on the held-out images", "size_bytes": ".tflite size",
+                "macs": "MACs per image", "params": "Parameters"}
+    for key in ("top1", "size_bytes", "macs", "params"):
+        svg = _model_bars(report, _metric(key))
         if svg:
-            parts.append(f"<h3>{caption}</h3>{svg}")
+            parts.append(f"<h3>{captions[key]}</h3>{svg}")
     runs = _run_rows(report)
     parts.append("<h2>On the device, per delegate</h2>")
     plots = [("Latency (ms): line min to max, box p5-p95 or p50-p90, tick median, dot mean",
@@ -259,9 +265,10 @@ def render_html(report: DeployReport) -> str:
         parts.append(f"<p>Every run in detail: <a href='{html.escape(report.profile_files['html'])}'>"
                      f"{html.escape(report.profile_files['html'])}</a></p>")
     if report.timings:
-        spent = ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items())
+        spent = ", ".join(f"{k} {format_number(v, 's')}" for k, v in report.timings.items())
         parts.append("<p>Wall time of the last deploy call: " + html.escape(spent)
                      + "</p>")
+    parts.append(environment_line(report.environment))
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -1,4 +1,5 @@
 """Rendering results for people (terminal tables) and for programs (JSON, CSV), written atomically."""
+from mobile_compress.report.numbers import format_bytes, format_field, format_fields, format_number, format_value
 from mobile_compress.report.table import Column, format_table
 from mobile_compress.report.environment import Environment, environment
 from mobile_compress.report.atomic import atomic_open, write_bytes, write_text
@@ -6,5 +7,6 @@ from mobile_compress.report.csvio import safe_cell, write_csv_rows
 from mobile_compress.report.jsonio import write_json
 from mobile_compress.report.terminal import printable
 
-__all__ = ["Column", "Environment", "atomic_open", "environment", "format_table", "printable", "safe_cell",
-           "write_bytes", "write_csv_rows", "write_json", "write_text"]
+__all__ = ["Column", "Environment", "atomic_open", "environment", "format_bytes", "format_field", "format_fields",
+           "format_number", "format_table", "format_value", "printable", "safe_cell", "write_bytes",
+           "write_csv_rows", "write_json", "write_text"]

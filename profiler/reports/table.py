@@ -1,21 +1,17 @@
-"""The terminal view: one aligned row per run, figures with their units."""
+"""The terminal view: one aligned row per run, figures at their unit's precision (``mobile_compress.report``)."""
 from __future__ import annotations
 
 from typing import Iterable
 
-from mobile_compress.report import Column, format_table
+from mobile_compress.report import Column, format_number, format_table
 from profiler.reports.rows import flat, refused_note
 from profiler.results import RunRecord
 
 
-def _num(digits: int):
-    return lambda v: f"{v:.{digits}f}"
-
-
 def _ci(row: dict) -> str | None:
-    if row["ci95_low_ms"] is None:
+    if row["ci95_low_ms"] is None or row["ci95_high_ms"] is None:
         return None
-    return f"{row['ci95_low_ms']:.3g}-{row['ci95_high_ms']:.3g}"
+    return f"{format_number(row['ci95_low_ms'], 'ms', False)}-{format_number(row['ci95_high_ms'], 'ms', False)}"
 
 
 def format_runs(records: Iterable[RunRecord], title: str | None = "profile") -> str:
@@ -34,10 +30,11 @@ def format_runs(records: Iterable[RunRecord], title: str | None = "profile") -> 
             row["coverage"] = f"{row['coverage']} [{refused_note(record)}]".strip()
         rows.append(row)
     columns = [Column("device", "device"), Column("model", "model"), Column("delegate", "delegate"),
-               Column("status", "status"), Column("n", "n", str, ">"),
-               Column("mean_ms", "mean ms", _num(3), ">"), Column("std_ms", "std", _num(3), ">"),
-               Column("median_ms", "p50 ms", _num(3), ">"), Column("ci", "95% CI", str, ">"),
-               Column("init_ms", "init ms", _num(1), ">"), Column("mem", "mem MB", _num(1), ">"),
-               Column("power_mw", "mW>idle", _num(0), ">"), Column("mj_per_inference", "mJ/inf", _num(3), ">"),
+               Column("status", "status"), Column("n", "n", align=">"),
+               Column("mean_ms", "mean ms", align=">", unit="ms"), Column("std_ms", "std", align=">", unit="ms"),
+               Column("median_ms", "p50 ms", align=">", unit="ms"), Column("ci", "95% CI", align=">"),
+               Column("init_ms", "init ms", align=">", unit="ms"), Column("mem", "mem MB", align=">", unit="MB"),
+               Column("power_mw", "mW>idle", align=">", unit="mW"),
+               Column("mj_per_inference", "mJ/inf", align=">", unit="mJ"),
                Column("thermal", "thermal"), Column("coverage", "coverage / error")]
     return format_table(rows, columns, title=title)
