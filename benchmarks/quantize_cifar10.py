@@ -142,7 +142,7 @@ def run_model(name: str, args, data: Path, out: Path) -> dict:
         job = QuantizeJob(str(checkpoint), str(out / name / method), method=method, data=str(data),
                           calib_images=args.calib_images, train_images=args.qat_images, resume=args.resume,
                           eval_images=args.test_images,
-                          config=TrainConfig(epochs=args.qat_epochs, batch_size=64, lr=args.qat_lr,
+                          config=TrainConfig(epochs=args.qat_epochs, batch_size=64, lr=args.qat_lr, warmup_epochs=0.0,
                                              weight_decay=5e-5, max_minutes=args.qat_minutes, progress=False))
         result = run_quantize_job(job)
         report = convert(ConvertConfig(str(result.checkpoint), str(out / name / method / "int8"),

@@ -18,11 +18,8 @@ Calibration images are already normalized like training and in the TFLite input 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from converters.config import TFLITE_FORMATS
+from mobile_compress.logs import Captured, third_party_output
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 TF_INPUT = "input"
@@ -83,8 +81,7 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
     seconds: dict[str, float] = {}
     files: dict[str, Path] = {}
     missing: dict[str, str] = {}
-    log = io.StringIO()
-    with _quiet(log), _in_directory(work_dir), _offline_samples(work_dir):
+    with _quiet() as log, _in_directory(work_dir), _offline_samples(work_dir):
         import onnx2tf
 
         failure, model = None, None
@@ -109,8 +106,8 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
                     files[fmt].write_bytes(data)
                 seconds[fmt] = time.perf_counter() - start
     if failure is not None:
-        raise Onnx2TfError(f"{failure}: {_tail(log.getvalue())}")
-    return TfliteBuild(files, seconds, _tail(log.getvalue()), missing, rewrites)
+        raise Onnx2TfError(f"{failure}: {_tail(log.text)}")
+    return TfliteBuild(files, seconds, _tail(log.text), missing, rewrites)
 
 
 def _last_line(err: Exception) -> str:
@@ -196,33 +193,18 @@ def _offline_samples(work_dir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet(log: io.StringIO) -> Iterator[None]:
-    """onnx2tf and TensorFlow print a lot, from Python and from C++: keep it in ``log``, off the terminal.
-
-    Both the Python streams and file descriptors 1 and 2 are redirected (TensorFlow's
-    C++ logging writes to fd 2 directly); the text is kept for error messages.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet() -> Iterator[Captured]:
+    """onnx2tf and TensorFlow print a lot, from Python and from C++: into the command's log, off the
+    terminal (``mobile_compress.logs``); the text is kept for error messages. TensorFlow's Python
+    logger is held at ERROR meanwhile, so that onnx2tf's own lines end the text."""
     tf_logger = logging.getLogger("tensorflow")
     level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                yield
-        finally:
-            for fd, copy in zip((1, 2), saved):
-                os.dup2(copy, fd)
-                os.close(copy)
-            tf_logger.setLevel(level)
-            sink.seek(0)
-            log.write(sink.read().decode("utf-8", "replace"))
+    try:
+        with third_party_output() as captured:
+            yield captured
+    finally:
+        tf_logger.setLevel(level)
 
 
 def _tail(text: str, lines: int = 8) -> str:

@@ -5,15 +5,13 @@ side file unless ``external_data=False``; we always ask for one self-contained f
 """
 from __future__ import annotations
 
-import io
 import time
-import warnings
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from converters.source import Source
+from mobile_compress.logs import third_party_output
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -72,9 +70,7 @@ def _torch_export(source: Source, opset: int, batch_size: int, dynamic_batch: bo
         example = torch.zeros(2 if dynamic_batch else batch_size, source.channels, h, w)
         args = (example,)
         kwargs = {"dynamic_shapes": ({0: torch.export.Dim("batch", min=1, max=4096)},)} if dynamic_batch else {}
-    buffer = io.StringIO()
-    with warnings.catch_warnings(), redirect_stdout(buffer):
-        warnings.simplefilter("ignore")
+    with third_party_output():  # the exporter's own lines ("torchvision is not installed. Skipping ...")
         program = torch.onnx.export(target, args, None, dynamo=True, opset_version=opset, external_data=False,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
                                     optimize=True, **kwargs)
@@ -118,7 +114,8 @@ def simplify(model: Any) -> tuple[Any, bool]:
     import onnxsim
 
     try:
-        simplified, ok = onnxsim.simplify(model)
+        with third_party_output():
+            simplified, ok = onnxsim.simplify(model)
     except Exception:  # noqa: BLE001 - simplification is an optimisation, never a requirement
         return model, False
     return (simplified, True) if ok else (model, False)

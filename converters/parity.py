@@ -15,6 +15,7 @@ import numpy as np
 
 from converters.config import Thresholds
 from mobile_compress.litert import dequantize, interpreter, quantize
+from mobile_compress.logs import third_party_output
 
 
 @dataclass
@@ -117,8 +118,9 @@ def run_tflite(path: Path, x_nchw: np.ndarray, layout: str) -> np.ndarray:
 
     It uses every core (up to 4): XNNPACK's results do not depend on the thread count.
     """
-    interp = interpreter(path, delegates=True, num_threads=min(4, os.cpu_count() or 1))
-    interp.allocate_tensors()
+    with third_party_output():  # LiteRT announces its delegates ("INFO: Created TensorFlow Lite XNNPACK ...")
+        interp = interpreter(path, delegates=True, num_threads=min(4, os.cpu_count() or 1))
+        interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     x = x_nchw.transpose(0, 2, 3, 1) if layout == "nhwc" else x_nchw

@@ -21,7 +21,10 @@ WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
 def _schema() -> Any:
-    from tensorflow.lite.python import schema_py_generated as schema
+    from mobile_compress.logs import third_party_output
+
+    with third_party_output():  # importing TensorFlow prints its C++ startup logs
+        from tensorflow.lite.python import schema_py_generated as schema
 
     return schema
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mobile_compress.logs import third_party_output
+
 
 def interpreter(path: Path | str, *, delegates: bool = True, num_threads: int | None = None,
                 preserve_all_tensors: bool = False) -> Any:
@@ -82,10 +84,11 @@ def time_model(path: Path | str, *, num_threads: int = 1, xnnpack: bool = True, 
     ``min_seconds`` keeps running past ``runs`` until that much time is spent, as
     benchmark_model's ``--min_secs`` does, so fast models get enough samples.
     """
-    start = time.perf_counter()
-    interp = interpreter(path, delegates=xnnpack, num_threads=num_threads)
-    interp.allocate_tensors()
-    init_ms = (time.perf_counter() - start) * 1e3
+    with third_party_output():  # LiteRT announces its delegates ("INFO: Created TensorFlow Lite XNNPACK ...")
+        start = time.perf_counter()
+        interp = interpreter(path, delegates=xnnpack, num_threads=num_threads)
+        interp.allocate_tensors()
+        init_ms = (time.perf_counter() - start) * 1e3
     rng = np.random.default_rng(seed)
     for detail in interp.get_input_details():
         shape = [int(s) if s > 0 else 1 for s in detail["shape"]]

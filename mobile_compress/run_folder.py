@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mobile_compress.errors import UserError
+from mobile_compress.logs import LOG_NAME, log_to_run_folder
 from mobile_compress.training.distributed import torchrun_env
 
 
@@ -28,7 +29,15 @@ def claim_out_dir(out: str | os.PathLike, *, resume: bool = False, overwrite: bo
     ``keep``: files in the folder that are no results (a recipe saved in its own run folder):
     they neither block a new run nor are deleted.
     Under torchrun only rank 0 decides, before any rank writes.
+    The command's log (``LOG_NAME``) is no result either: it is kept, and the claimed folder receives it.
     """
+    folder = _claim(out, resume, overwrite, resumable, inputs, keep)
+    log_to_run_folder(folder)
+    return folder
+
+
+def _claim(out: str | os.PathLike, resume: bool, overwrite: bool, resumable: bool,
+           inputs: Iterable[str | os.PathLike | None], keep: Iterable[str | os.PathLike]) -> Path:
     folder = Path(out).expanduser()
     env = torchrun_env()
     if env is not None and env[0] != 0:
@@ -39,7 +48,8 @@ def claim_out_dir(out: str | os.PathLike, *, resume: bool = False, overwrite: bo
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder} is a file, not a folder", hint="pass a folder for the run's results")
     kept = {Path(k).expanduser().resolve() for k in keep}
-    held = sorted(e for e in folder.iterdir() if e.parent.resolve() / e.name not in kept) if folder.is_dir() else []
+    held = sorted(e for e in folder.iterdir()
+                  if e.parent.resolve() / e.name not in kept and e.name != LOG_NAME) if folder.is_dir() else []
     if resume:
         if not held:
             raise UserError(f"nothing to resume: {folder} " + ("is empty" if folder.is_dir() else "does not exist"),

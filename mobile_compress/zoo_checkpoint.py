@@ -85,7 +85,7 @@ def fit_briefly(model: nn.Module, images: Subset, epochs: int, seed: int) -> int
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     epochs = epochs if has_bn else epochs * FIT_EPOCHS_FACTOR_WITHOUT_BATCHNORM
     config = TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw",
-                         lr=FIT_LR if has_bn else FIT_LR_WITHOUT_BATCHNORM, weight_decay=0.0,
+                         lr=FIT_LR if has_bn else FIT_LR_WITHOUT_BATCHNORM, weight_decay=0.0, warmup_epochs=0.0,
                          precision="bf16", seed=seed, progress=False)
     Trainer(model, config, images).fit()
     return epochs

@@ -36,7 +36,8 @@ def tiny_net(dim: int = 8, classes: int = 4, seed: int = 0) -> nn.Module:
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, seed=0)
+    # Every value the default rule would size is given: these tests are about the engine (the rule: test_default_training).
+    base = dict(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.0, device="cpu", progress=False, seed=0)
     base.update(kw)
     return TrainConfig(**base)
 

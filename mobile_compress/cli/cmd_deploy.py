@@ -3,6 +3,7 @@
     mobile-compress deploy recipe.yaml --device auto --delegates cpu,gpu,nnapi
     mobile-compress deploy recipe.yaml --device R5CT12345 --out runs/mine --resume   # continue a killed deploy
     mobile-compress deploy recipe.yaml --host                                       # no phone: this computer
+    mobile-compress deploy digits_full_chain --host                                 # an example recipe, by name
 
 Before: the recipe's starting model (a distill's teacher, a first stage's input, or what the
 first train stage trains) as fp32 TFLite. After: the .tflite of its last export-app or convert
@@ -22,7 +23,8 @@ from mobile_compress.pipeline.deploy import DEVICE_DIR, DeployConfig, DeployResu
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="run a recipe, push the result to a phone, profile it against the original",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", help="recipe .yaml file (see examples/recipes/); it must end in convert or export-app")
+    p.add_argument("recipe", help="recipe .yaml file, or the name of an example recipe (`mobile-compress examples` "
+                   "lists them; a file of that path wins); it must end in convert or export-app")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>); the report is in OUT/deploy/")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (finished stages and runs are kept)")

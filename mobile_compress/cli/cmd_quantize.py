@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bar: top-1 agreement of the .tflite with the fake-quant model (default 0.99)")
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_train_options(p)
+    add_train_options(p, lr_default=f"{default_qat_config().lr:g} for QAT, no warm-up")
     p.set_defaults(run=run)
 
 

@@ -1,4 +1,4 @@
-"""`mobile-compress run recipe.yaml`: every stage of a recipe, resumable, with a stage table after each."""
+"""`mobile-compress run recipe.yaml|EXAMPLE`: every stage of a recipe, resumable, with a stage table after each."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validated before any work starts. Each stage writes its artifact and metrics.json into RUN_DIR/NN_kind/; "
         "RUN_DIR/state.json lets --resume continue a killed run from the last finished stage (or epoch).",
     )
-    p.add_argument("recipe", help="recipe .yaml file (see examples/recipes/)")
+    p.add_argument("recipe", help="recipe .yaml file, or the name of an example recipe (`mobile-compress examples` "
+                   "lists them); a file of that path wins")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_overwrite_option(p)

@@ -9,6 +9,7 @@ from typing import Any
 from android_harness.transport.select import KINDS as TRANSPORT_KINDS
 from mobile_compress.report import printable
 from mobile_compress.training import TrainConfig
+from mobile_compress.training.config import DEFAULT_RULE
 
 # The --transport help of every command that talks to a phone.
 TRANSPORT_HELP = "adb transport: " + ", ".join(TRANSPORT_KINDS)
@@ -26,15 +27,20 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in names.items() if v is not None}
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training (defaults from TrainConfig)")
+def add_train_options(p: argparse.ArgumentParser, lr_default: str | None = None) -> None:
+    """The training flags; ``lr_default`` describes a command's own learning rate (a fine-tune's)."""
+    g = p.add_argument_group("training", "Left out, batch size, learning rate and warm-up follow the size of the "
+                             f"training set: {DEFAULT_RULE.describe()}. A value given here wins.")
     g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--optimizer", choices=["sgd", "adamw"])
-    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--batch-size", type=int, help=f"default: {DEFAULT_RULE.max_batch}, or smaller (down to "
+                   f"{DEFAULT_RULE.min_batch}) for an epoch of {DEFAULT_RULE.min_steps_per_epoch} steps")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], help="default sgd")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: "
+                   + (lr_default or f"{DEFAULT_RULE.lr['sgd']:g} with sgd, {DEFAULT_RULE.lr['adamw']:g} with adamw") + ")")
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--warmup-epochs", type=float)
+    g.add_argument("--warmup-epochs", type=float, help=f"default: {100 * DEFAULT_RULE.warmup_fraction:g}%% of the "
+                   f"steps, at least {DEFAULT_RULE.min_warmup_steps} steps")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--seed", type=int)
     g.add_argument("--workers", type=int, dest="num_workers", help="data-loading worker processes")

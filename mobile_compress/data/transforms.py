@@ -350,11 +350,12 @@ def crop_padding(image_size: int) -> int:
 
 
 def train_transform(image_size: int, normalization: Normalization,
-                    seed: int | np.random.Generator | None = None) -> Compose:
+                    seed: int | np.random.Generator | None = None, flip: bool = True) -> Compose:
     """Augmentation for training.
 
     Small images (<= 64 px): square to ``image_size`` (identity when already that size),
     random crop with padding 4, horizontal flip. Larger: random-resized-crop + flip.
+    ``flip=False`` leaves out the flip, for classes that are not mirror-symmetric (digits).
     """
     image_size = _check_size(image_size)
     if isinstance(seed, np.random.Generator):
@@ -369,8 +370,8 @@ def train_transform(image_size: int, normalization: Normalization,
         ]
     else:
         geometry = [RandomResizedCrop(image_size, rng=np.random.default_rng(crop_seed))]
-    return Compose(geometry + [RandomHorizontalFlip(0.5, rng=np.random.default_rng(flip_seed)),
-                               ToTensor(), Normalize.of(normalization)])
+    mirror: list[Transform] = [RandomHorizontalFlip(0.5, rng=np.random.default_rng(flip_seed))] if flip else []
+    return Compose(geometry + mirror + [ToTensor(), Normalize.of(normalization)])
 
 
 def eval_resize(image_size: int) -> int:

@@ -13,6 +13,8 @@ A recipe is YAML::
 Each stage is a one-key mapping ``kind: options``. A stage that needs a checkpoint takes the
 artifact of the nearest stage before it that produced one, or ``input: PATH | @N | @kind``.
 Relative paths are relative to the recipe file. Every error names the file and the key path.
+Where no file of the given path exists, a packaged example recipe of that name is read instead
+(``mobile-compress run digits_full_chain``); its relative paths start from the current folder.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any
 import yaml
 
 from mobile_compress.errors import UserError
+from mobile_compress.pipeline.examples import Example, all_examples, names_hint
 from mobile_compress.pipeline.fields import Fields, data_source
 from mobile_compress.pipeline.stages import REGISTRY, ParseContext, Ref
 
@@ -58,21 +61,61 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist", hint="pass the path of a recipe .yaml file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or err}",
                         hint="check the indentation and the quoting around that line") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
 
 
-def load_recipe(path: str | Path, check_files: bool = True) -> Recipe:
-    """Parse and validate every stage; ``check_files=False`` skips the existence of paths (for examples)."""
-    path = Path(path)
-    data = read_yaml(path)
-    top = Fields(data, path.name, base_dir=path.resolve().parent)
+def load_recipe(recipe: str | Path, check_files: bool = True) -> Recipe:
+    """Parse and validate every stage; ``check_files=False`` skips the existence of paths (for examples).
+
+    ``recipe`` is a .yaml file or, where no file or folder of that path exists, the name of an example recipe.
+    """
+    path = Path(recipe)
+    if path.exists():
+        return _parse(read_yaml(path), path, path.resolve().parent, check_files)
+    return _load_example(_recipe_example(path), check_files)
+
+
+def _recipe_example(path: Path) -> Example:
+    """The example recipe a missing path names; otherwise the error says the file is missing and what exists."""
+    examples = all_examples()
+    for example in examples:
+        if example.name == str(path):
+            if example.kind.name != "recipe":
+                raise UserError(f"{example.name} is a {example.kind.name} example, not a recipe",
+                                hint=f"use it with `mobile-compress {example.kind.command} {example.name}`")
+            return example
+    recipes = [e for e in examples if e.kind.name == "recipe"]
+    raise UserError(f"recipe {path} does not exist, and no example recipe has that name",
+                    hint="pass the path of a recipe .yaml file or the name of an example recipe; "
+                         + names_hint(recipes, path.stem))
+
+
+def _load_example(example: Example, check_files: bool) -> Recipe:
+    """A packaged recipe, its relative paths taken from the current folder (its own folder is inside the package)."""
+    try:
+        return _parse(parse_yaml(example.text(), example.location), example.location, Path.cwd(), check_files)
+    except UserError as err:
+        hint = (f"{example.name} is a packaged example: ~ in it is your home folder and a relative path starts from "
+                "the current folder. Create what it names there, or copy the example out and edit it: "
+                f"`mobile-compress examples {example.name} --to .`")
+        raise UserError(err.message, hint=hint + (f"; in the copy, {err.hint}" if err.hint else "")) from None
+
+
+def _parse(data: Any, path: Path, base_dir: Path, check_files: bool) -> Recipe:
+    top = Fields(data, path.name, base_dir=base_dir)
     name = top.str("name", path.stem)
     default_data = data_source(top, "data", top.str("data"), check_files)
     cache_dir = top.file("cache_dir", top.str("cache_dir"), False)
@@ -84,12 +127,12 @@ def load_recipe(path: str | Path, check_files: bool = True) -> Recipe:
     top.done()
     stages: list[StageSpec] = []
     for i, item in enumerate(raw_stages):
-        stages.append(_stage(path, i, item, stages, default_data, cache_dir, check_files))
+        stages.append(_stage(path, base_dir, i, item, stages, default_data, cache_dir, check_files))
     return Recipe(path, name, default_data, cache_dir, latency, stages)
 
 
-def _stage(path: Path, i: int, item: Any, earlier: list[StageSpec], data: str | None, cache_dir: str | None,
-           check_files: bool) -> StageSpec:
+def _stage(path: Path, base_dir: Path, i: int, item: Any, earlier: list[StageSpec], data: str | None,
+           cache_dir: str | None, check_files: bool) -> StageSpec:
     where = f"{path.name}: stages[{i}]"
     if not isinstance(item, dict) or len(item) != 1:
         raise UserError(f"{where}: expected one 'kind: options' mapping, found {item!r:.80}",
@@ -100,8 +143,8 @@ def _stage(path: Path, i: int, item: Any, earlier: list[StageSpec], data: str | 
         raise UserError(f"{where}: unknown stage kind {kind!r}",
                         hint=(f"did you mean {close[0]!r}? " if close else "") + f"kinds: {', '.join(REGISTRY)}")
     stage = REGISTRY[kind]
-    f = Fields(options, f"{where}.{kind}", base_dir=path.resolve().parent)
-    ctx = ParseContext(base_dir=path.resolve().parent, check_files=check_files, data=data, cache_dir=cache_dir,
+    f = Fields(options, f"{where}.{kind}", base_dir=base_dir)
+    ctx = ParseContext(base_dir=base_dir, check_files=check_files, data=data, cache_dir=cache_dir,
                        earlier=[(s.kind, REGISTRY[s.kind].produces) for s in earlier])
     source: Ref | str | None = None
     if f.has("input"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mobile_compress.errors import UserError
+from mobile_compress.logs import log_to_run_folder
 from mobile_compress.pipeline.measure import checkpoint_row, tflite_rows
 from mobile_compress.pipeline.recipe import Recipe, StageSpec
 from mobile_compress.pipeline.stages import CHECKPOINT, REGISTRY, TFLITE, RunContext, StageResult
@@ -114,6 +115,7 @@ def _start_state(recipe: Recipe, run_dir: Path, resume: bool, overwrite: bool) -
         return fresh
     if not file.is_file():
         raise UserError(f"nothing to resume: {file} does not exist", hint="start the run without --resume")
+    log_to_run_folder(run_dir)  # a resumed run's library log joins the run it continues
     try:
         old = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from mobile_compress.counting import count_macs, count_parameters
 from mobile_compress.data import Normalization, open_dataset
 from mobile_compress.errors import UserError
+from mobile_compress.logs import LOG_NAME
 from mobile_compress.pruning.api import prune
 from mobile_compress.pruning.config import PruneConfig
 from mobile_compress.pruning.cost import LatencyTable
@@ -118,7 +119,7 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
     if job.resume and progress and progress.get("settings") != settings:
         raise UserError(f"{out / PROGRESS_FILE} was written by a run with other settings",
                         hint="resume with the same checkpoint, target and schedule, or use a new --out")
-    if not job.resume and out.is_dir() and any(out.iterdir()):
+    if not job.resume and out.is_dir() and any(e.name != LOG_NAME for e in out.iterdir()):  # the log is no result
         raise UserError(f"--out {out} is not empty", hint="pass --resume to continue that run, or a new folder")
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or {"settings": settings, "done": []}
@@ -133,7 +134,8 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
         if meta.labels and list(train.classes) != list(meta.labels):
             raise UserError(f"the classes of {job.data} differ from those {job.checkpoint} was trained on",
                             hint="fine-tune on data with the same class folders as the checkpoint's training data")
-    top1_before = evaluate(teacher, val, batch_size=job.train.batch_size).top1 if val is not None else None
+    batch = job.train.resolve(len(train)).batch_size if train is not None else None  # the default rule's, if unset
+    top1_before = evaluate(teacher, val, batch_size=batch).top1 if val is not None else None
 
     model, current_meta = teacher, meta
     records: list[dict[str, Any]] = list(progress["done"])
@@ -174,7 +176,7 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
         progress["done"] = records
         _write_progress(out, progress)
 
-    top1 = evaluate(model, val, batch_size=job.train.batch_size).top1 if val is not None else None
+    top1 = evaluate(model, val, batch_size=batch).top1 if val is not None else None
     macs_before, macs_after = count_macs(teacher, size), count_macs(model, size)
     final_meta = replace(current_meta, metrics={"top1": top1, "top1_before_pruning": top1_before,
                                                 "macs": macs_after, "macs_before_pruning": macs_before,
@@ -187,6 +189,6 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
 def _batches(train, job: PruneJob):
     if train is None:
         return None
-    loader = DataLoader(train, batch_size=job.train.batch_size, shuffle=True,
+    loader = DataLoader(train, batch_size=job.train.resolve(len(train)).batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(job.train.seed))
     return iter(loader)

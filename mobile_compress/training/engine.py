@@ -42,7 +42,7 @@ from mobile_compress.training.checkpoint import (CheckpointMeta, checkpoint_exis
 from mobile_compress.training.config import TrainConfig, resolve_device
 from mobile_compress.training.evaluate import EvalResult, evaluate
 from mobile_compress.training.hooks import Hook
-from mobile_compress.training.optim import build_optimizer, build_scheduler
+from mobile_compress.training.optim import build_optimizer, build_scheduler, raise_bn_momentum
 
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.jsonl"
@@ -194,7 +194,9 @@ class Trainer:
             distributed.cleanup(self.dist)
 
     def _fit(self, resume: bool) -> TrainResult:
-        cfg = self.config
+        # The default rule (TrainConfig.resolve) sizes what was left open to this process's share of the data.
+        share = math.ceil(len(self.train_data) / self.world_size)  # type: ignore[arg-type]
+        cfg = self.config = self.config.resolve(share)
         run_start = time.monotonic()
         state = self._read_state() if resume else None
         self.resumed = state is not None
@@ -208,6 +210,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise UserError(f"the training data gives no full batch (batch_size {cfg.batch_size})",
                             hint="lower batch_size")
+        raise_bn_momentum(self.model, self.steps_per_epoch)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         if self.is_main and self.out_dir is not None and not resume:
             self._clear_previous_run()

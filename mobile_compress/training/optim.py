@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from mobile_compress.training.config import TrainConfig
+from mobile_compress.training.config import DEFAULT_RULE, DefaultRule, TrainConfig
 
 
 def split_decay(params: Iterable[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -41,7 +41,9 @@ def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torc
     """SGD (momentum, optional Nesterov) or AdamW with two groups: with and without weight decay.
 
     The order of ``params`` must be the same on resume, so the saved optimizer state lines up.
+    ``config.lr`` must be set: ``TrainConfig.resolve`` fills it by the default rule.
     """
+    _require(config, "lr")
     decay, no_decay = split_decay(params)
     if not decay and not no_decay:
         raise ValueError("nothing to optimise: the model has no trainable parameters")
@@ -56,6 +58,21 @@ def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torc
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")  # TrainConfig.validate prevents this
+
+
+def raise_bn_momentum(model: nn.Module, steps_per_epoch: int, rule: DefaultRule = DEFAULT_RULE) -> int:
+    """Give BatchNorm layers at least ``rule.bn_momentum(steps_per_epoch)``; returns how many changed.
+
+    Only short epochs need it. The momentum is a module attribute, not part of the weights, so
+    checkpoints keep the architecture's own; the in-memory model keeps the raised one.
+    """
+    floor = rule.bn_momentum(steps_per_epoch)
+    changed = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None and m.momentum < floor:
+            m.momentum = floor
+            changed += 1
+    return changed
 
 
 def warmup_cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float) -> float:
@@ -74,6 +91,7 @@ def warmup_cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: fl
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> LambdaLR:
     """Per-step warm-up + cosine over ``config.epochs * steps_per_epoch`` steps; call ``.step()`` after every batch."""
+    _require(config, "lr", "warmup_epochs")
     total = config.epochs * steps_per_epoch
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     base, low = config.lr, config.min_lr
@@ -82,3 +100,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
         return warmup_cosine_lr(step, total, warmup, base, low) / base
 
     return LambdaLR(optimizer, factor)
+
+
+def _require(config: TrainConfig, *names: str) -> None:
+    missing = [n for n in names if getattr(config, n) is None]
+    if missing:
+        raise ValueError(f"the config leaves {', '.join(missing)} to the default rule, which needs the training "
+                         "set's size: build from config.resolve(train_images)")
