@@ -99,6 +99,9 @@ def test_short_epochs_raise_a_low_batchnorm_momentum():
     assert all(m.momentum == pytest.approx(1 - 0.01 ** (1 / 90)) for m in bns)  # ~0.05: forgets its start in an epoch
     resnet = models.create("resnet20", num_classes=10)  # momentum 0.1 already
     assert raise_bn_momentum(resnet, steps_per_epoch=90) == 0
+    one_step = models.create("mobilenet_v3_small", num_classes=10, small_input=True)
+    raise_bn_momentum(one_step, steps_per_epoch=1)  # never above torch's 0.1: one batch must not replace the statistics
+    assert all(m.momentum == pytest.approx(0.1) for m in one_step.modules() if isinstance(m, nn.BatchNorm2d))
 
 
 def test_trainer_applies_the_rule_and_records_it(tmp_path):
@@ -111,7 +114,7 @@ def test_trainer_applies_the_rule_and_records_it(tmp_path):
     assert (trainer.config.batch_size, trainer.config.lr) == (16, 0.05)
     assert trainer.steps_per_epoch == 13
     assert round(trainer.config.warmup_epochs * trainer.steps_per_epoch) == 6  # a quarter of 26 steps
-    assert net[1].momentum == pytest.approx(1 - 0.01 ** (1 / 13))
+    assert net[1].momentum == pytest.approx(0.1)  # 1 - 0.01 ** (1 / 13) = 0.30, capped at torch's default
     saved = torch.load(tmp_path / "train_state.pt", weights_only=False)["config"]
     assert (saved["batch_size"], saved["lr"]) == (16, 0.05)  # the run folder says what was used
 

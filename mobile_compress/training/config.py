@@ -41,6 +41,7 @@ class DefaultRule:
     warmup_fraction: float = 0.02
     min_warmup_steps: int = 20
     bn_memory: float = 0.01
+    max_bn_momentum: float = 0.1  # torch's own default: a run of a few steps must not adopt one batch's statistics
 
     def batch_size(self, train_images: int) -> int:
         """The largest power of two <= max_batch giving min_steps_per_epoch steps, but at least min_batch."""
@@ -54,8 +55,9 @@ class DefaultRule:
 
     def bn_momentum(self, steps_per_epoch: int) -> float:
         """The least BatchNorm momentum at which the running statistics keep under ``bn_memory`` of their
-        start after one epoch (MobileNetV3's 0.01 keeps 40 % after 90 steps and evaluates at chance)."""
-        return 1.0 - self.bn_memory ** (1.0 / max(1, steps_per_epoch))
+        start after one epoch (MobileNetV3's 0.01 keeps 40 % after 90 steps and evaluates at chance), capped at
+        ``max_bn_momentum`` (a one-step QAT run at 0.99 replaced the calibrated statistics with one batch's)."""
+        return min(self.max_bn_momentum, 1.0 - self.bn_memory ** (1.0 / max(1, steps_per_epoch)))
 
     def describe(self) -> str:
         """The rule in one sentence, for help texts."""
