@@ -143,11 +143,14 @@ FAMILIES = {
 }
 
 
-#: SqueezeNet has no BatchNorm and a ReLU on its logits: from scratch on the digits it collapses to constant
-#: logits (9.75 %) under every setting measured (SGD 0.05 / 0.01, AdamW 2e-3 / 5e-4, 10 epochs, no dropout;
-#: SGD 0.002 only crawls to 18 %). No optimiser default fixes that; strict, so a fix shows up here.
-SQUEEZENET = pytest.mark.xfail(strict=True, reason="SqueezeNet collapses to constant logits on the digits "
-                                                   "under every measured optimiser setting (model issue)")
+#: SqueezeNet 1.1 has no BatchNorm and a ReLU on its logits. At torchvision's initialisation its 512 features are
+#: nearly the same for every image (mean cosine 0.97 between digits), so training sits on a plateau at ln 10 for
+#: about 100 steps; under SGD the logits then die (all <= 0, zero gradient) at every rate measured (0.05, 0.01,
+#: 0.003). AdamW 5e-4 with a positive logit bias escapes the plateau but reaches only 45 % in the tour's 180 steps
+#: (96.9 % after 8 epochs); data-dependent re-initialisation (per-channel centring) made the features uninformative
+#: (a linear probe fell from 70 % to 17 %). Strict, so a fix shows up here.
+SQUEEZENET = pytest.mark.xfail(strict=True, reason="SqueezeNet 1.1 needs about 4x the tour's steps on the digits "
+                                                   "(plateau of near-identical features at initialisation)")
 
 
 @pytest.mark.slow

@@ -308,6 +308,10 @@ def check_tour_outputs(tour: Path) -> None:
     card = json.loads((tour / "app" / "model_card.json").read_text())["accuracy"]["tflite"]
     assert card["tflite_top1"] >= 0.90, f"the app's int8 model scores {card['tflite_top1']:.2%} top-1"
     assert (tour / "int8" / "int8" / "model_int8.tflite").is_file() and (tour / "pruned" / "final").is_dir()
+    # The example chain: before its stages took the training defaults, its prune stage fell to 40.95 %.
+    chain = json.loads((tour.parent / "digits-chain" / "stages.json").read_text())
+    low = {row["stage"]: round(row["top1"], 2) for row in chain if row.get("top1") is not None and row["top1"] < 90}
+    assert not low, f"stages of digits_full_chain below 90 % top-1: {low}"
     bundle = {p.name for p in (tour / "app").iterdir()}
     assert {"model.tflite", "labels.txt", "MODEL_CARD.md", "MainActivity.kt"} <= bundle
     for folder in ("prof", "prof-vd"):

@@ -7,9 +7,8 @@ from mobile_compress.cli.common import add_overwrite_option, add_train_options, 
 from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.lowrank import FactorizeConfig
 from mobile_compress.lowrank.config import DEFAULT_MULTIPLE
-from mobile_compress.lowrank.job import FactorizeJob, run_factorize_job
+from mobile_compress.lowrank.job import FactorizeJob, default_finetune_config, run_factorize_job
 
-FINETUNE_DEFAULTS = {"epochs": 1, "lr": 0.01}  # a short, gentle fine-tune from already trained weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     config = FactorizeConfig(energy=args.energy, target=args.target, multiple=args.multiple, include=args.include,
                              exclude=args.exclude, hooi_iterations=args.hooi_iterations)
     config.validate(need_input_size=False)  # fail before loading anything
-    epochs = FINETUNE_DEFAULTS["epochs"] if args.epochs is None and args.data else args.epochs
-    train = train_config(args, **{**FINETUNE_DEFAULTS, "epochs": epochs}) if epochs else None
+    finetune = default_finetune_config()
+    epochs = finetune.epochs if args.epochs is None and args.data else args.epochs
+    train = train_config(args, **{**finetune.to_dict(), "epochs": epochs}) if epochs else None
     claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, inputs=[args.checkpoint, args.data])
     job = FactorizeJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, train=train,
                        resume=args.resume, cache_dir=args.cache_dir, storage_size=args.resize)

@@ -13,12 +13,11 @@ from mobile_compress.counting import format_count
 from mobile_compress.errors import UserError
 from mobile_compress.pruning import LatencyTable, PruneConfig, parse_target
 from mobile_compress.pruning.config import ALLOCATIONS, CRITERIA
-from mobile_compress.pruning.schedule import PruneJob, run_prune_job
+from mobile_compress.pruning.schedule import PruneJob, default_finetune_config, run_prune_job
 from mobile_compress.report import Column, format_table
 
 LATENCY_FILE = "latency_table.json"
 #: The fine-tune's peak learning rate: the pruned model starts trained (batch and warm-up follow the default rule).
-FINETUNE_LR = 0.01
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overwrite_option(p)
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_train_options(p, lr_default=f"{FINETUNE_LR:g}, a fine-tune")
+    add_train_options(p, lr_default=f"{default_finetune_config().lr:g}, a fine-tune")
     p.set_defaults(run=run)
 
 
@@ -105,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                   inputs=[args.checkpoint, args.data, args.latency_table])
     latency = _latency_table(args) if target.metric == "latency" else None
     job = PruneJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, steps=args.steps,
-                   epochs_per_step=args.epochs_per_step, train=train_config(args, epochs=1, lr=FINETUNE_LR),
+                   epochs_per_step=args.epochs_per_step, train=train_config(args, **default_finetune_config().to_dict()),
                    resume=args.resume, latency_table=latency, cache_dir=args.cache_dir,
                    hook_factory=_hook_factory(args),
                    log=(lambda line: print(line, file=sys.stderr)) if args.json else print)

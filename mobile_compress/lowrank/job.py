@@ -32,6 +32,11 @@ FACTORIZATION_FILE = "factorization.json"
 REPORT_FILE = "report.json"
 
 
+def default_finetune_config() -> TrainConfig:
+    """A short, gentle fine-tune: the factorised layers start from the trained weights' best low-rank fit."""
+    return TrainConfig(epochs=1, lr=0.01)
+
+
 @dataclass
 class FactorizeJob:
     """What to factorise, how, and how to fine-tune. ``config.input_size`` comes from the checkpoint.

@@ -14,8 +14,9 @@ from mobile_compress.training import TrainConfig
 TRAIN_FIELDS = [f.name for f in dataclass_fields(TrainConfig)]
 
 
-def training_config(fields: Fields, key: str = "training") -> TrainConfig:
-    """``training:`` -> TrainConfig; a bad value is reported as ``...training.<field>``."""
+def training_config(fields: Fields, key: str = "training", base: TrainConfig | None = None) -> TrainConfig:
+    """``training:`` over ``base`` (the stage's own defaults, as its command has them) -> TrainConfig;
+    a bad value is reported as ``...training.<field>``."""
     values = fields.mapping(key)
     sub = Fields(values, fields.path(key))
     for name, value in values.items():
@@ -23,7 +24,7 @@ def training_config(fields: Fields, key: str = "training") -> TrainConfig:
             raise UserError(f"{sub.path(str(name))}: unknown option", hint=f"training options: {', '.join(TRAIN_FIELDS)}")
         sub.wrap(name, lambda: TrainConfig(**{name: value}) if name not in ("warmup_epochs", "min_lr")
                  else TrainConfig(**{name: value, "epochs": 10**6, "lr": 10**6}))
-    return fields.wrap(key, lambda: TrainConfig(**values))
+    return fields.wrap(key, lambda: TrainConfig(**{**(base.to_dict() if base else {}), **values}))
 
 
 def model_choice(fields: Fields, name_key: str, options_key: str = "options") -> tuple[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mobile_compress.lowrank import FactorizeConfig
-from mobile_compress.lowrank.job import FactorizeJob, run_factorize_job
+from mobile_compress.lowrank.job import FactorizeJob, default_finetune_config, run_factorize_job
 from mobile_compress.pipeline.fields import Fields
 from mobile_compress.pipeline.stages.base import CHECKPOINT, ParseContext, RunContext, StageResult
 from mobile_compress.pipeline.stages.common import data_option, training_config
@@ -29,7 +29,7 @@ class FactorizeStage:
                   "include": tuple(f.str_list("include", []) or ()), "exclude": tuple(f.str_list("exclude", []) or ()),
                   "hooi_iterations": f.int("hooi_iterations", 2, minimum=0)}
         config = f.wrap(None, lambda: _validated(FactorizeConfig(**values)))
-        training = training_config(f) if f.has("training") else None
+        training = training_config(f, base=default_finetune_config()) if f.has("training") else None
         if training is None:
             f.raw("training")
         return FactorizeOptions(config=config, data=data_option(f, ctx), training=training)

@@ -11,7 +11,7 @@ from mobile_compress.pipeline.stages.common import data_option, training_config
 from mobile_compress.pipeline.stages.self_distill import parse_self_distill, teacher_hook
 from mobile_compress.pruning import PruneConfig, parse_target
 from mobile_compress.pruning.config import ALLOCATIONS, CRITERIA
-from mobile_compress.pruning.schedule import PruneJob, run_prune_job
+from mobile_compress.pruning.schedule import PruneJob, default_finetune_config, run_prune_job
 from mobile_compress.training import TrainConfig
 
 
@@ -49,7 +49,7 @@ class PruneStage:
         config = f.wrap(None, lambda: PruneConfig(**values))
         return PruneOptions(config=config, data=data_option(f, ctx), steps=f.int("steps", 1),
                             epochs_per_step=f.int("epochs_per_step", 1, minimum=0),
-                            training=training_config(f), distill=parse_self_distill(f),
+                            training=training_config(f, base=default_finetune_config()), distill=parse_self_distill(f),
                             augment=f.bool("augment", True))
 
     def run(self, o: PruneOptions, ctx: RunContext) -> StageResult:

@@ -32,9 +32,7 @@ class QuantizeStage:
 
     def parse(self, f: Fields, ctx: ParseContext) -> QuantizeOptions:
         method = f.choice("method", METHODS, "qat")
-        training = training_config(f) if f.has("training") else default_qat_config()
-        if not f.has("training"):
-            f.raw("training")
+        training = training_config(f, base=default_qat_config())
         distill = parse_self_distill(f)
         if distill is not None and method != "qat":
             raise f.error("distill", f.raw("distill"), "only applies to method qat (PTQ does not train)")
