@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mobile_compress.data.cache import ENV_CACHE
+from mobile_compress.data import ENV_CACHE
 from mobile_compress.errors import UserError
 
 ENV_FILE = "MOBILE_COMPRESS_BENCHMARK_MODEL"

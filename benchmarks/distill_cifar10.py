@@ -34,10 +34,10 @@ import models  # noqa: E402
 from mobile_compress.counting import format_count, model_stats  # noqa: E402
 from mobile_compress.data import open_dataset  # noqa: E402
 from mobile_compress.distillation import DistillConfig  # noqa: E402
-from mobile_compress.distill_job import DistillJob, run_distill_job  # noqa: E402
-from mobile_compress.evaluate_job import evaluate_checkpoint  # noqa: E402
+from mobile_compress.distillation.job import DistillJob, run_distill_job  # noqa: E402
+from mobile_compress.training import EvalJob, run_eval_job  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.train_job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import TrainConfig, load_checkpoint  # noqa: E402
 
 TEACHER = CACHE / "benchmarks" / "train_cifar10" / "resnet56" / "best"
@@ -132,7 +132,7 @@ def main() -> None:
     teacher, meta = load_checkpoint(args.teacher)
     train = open_dataset(data, split="train", image_size=32, train=True)
     test_images = len(open_dataset(data, split="test", image_size=32, train=False))
-    teacher_top1 = evaluate_checkpoint(args.teacher, data).result.top1
+    teacher_top1 = run_eval_job(EvalJob(args.teacher, data)).result.top1
     print(f"teacher {meta.arch}: test top-1 {teacher_top1:.2f}%; {len(train)} train / {test_images} test images")
 
     runs = [Run(s, v) for s in students for v in variants]

@@ -27,9 +27,9 @@ from train_throughput import steps_per_second  # noqa: E402
 import models  # noqa: E402
 from mobile_compress.counting import format_count, model_stats  # noqa: E402
 from mobile_compress.data import open_dataset  # noqa: E402
-from mobile_compress.evaluate_job import evaluate_checkpoint  # noqa: E402
+from mobile_compress.training import EvalJob, run_eval_job  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.train_job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import TrainConfig  # noqa: E402
 
 
@@ -101,7 +101,7 @@ def main() -> None:
                              num_workers=0, precision=args.precision, max_minutes=budget_s / 60)
         job = run_train_job(TrainJob(model=plan.model, data=data, out_dir=str(out / plan.model), config=config,
                                      options=plan.options, image_size=32, normalization="cifar10"))
-        ev = evaluate_checkpoint(job.checkpoint, data, split="test")
+        ev = run_eval_job(EvalJob(job.checkpoint, data, split="test"))
         stats = model_stats(models.create(plan.model, num_classes=10, **plan.options), 32)
         epochs_run = job.result.epochs
         rows[plan.model] = {

@@ -44,7 +44,7 @@ MAX_ROUNDS = 8  # rounds of matching by value
 
 def is_quantized_checkpoint(source: str) -> bool:
     """True for a checkpoint whose checkpoint.json records a 'qat' transform (QAT or PTQ)."""
-    from mobile_compress.training.checkpoint import META_FILE, read_meta
+    from mobile_compress.training import META_FILE, read_meta
 
     path = Path(source).expanduser()
     if not (path / META_FILE).is_file() and path.name not in (META_FILE, "weights.pt"):
@@ -82,7 +82,7 @@ def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: 
     so corrected, by value for the rest (input, adds, muls, means, hardswish, ...).
     """
     from mobile_compress.quantization import activation_ranges
-    from mobile_compress.quantization.deploy import concat_quantizer_layers, deployed_layers, quantizer_layers
+    from mobile_compress.quantization import concat_quantizer_layers, deployed_layers, quantizer_layers
 
     model = TfliteModel(tflite_in)
     ranges = activation_ranges(qmodel)
@@ -115,7 +115,7 @@ def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: 
 
     # by value, on the file whose convs now carry the trained scales; again after each round of matches,
     # since a tensor deep in the graph only agrees with its fake-quant twin once the ones before it do
-    from mobile_compress.quantization.deploy import quantizer_of
+    from mobile_compress.quantization import quantizer_of
 
     for _ in range(MAX_ROUNDS):
         pending = [t for t in acts if t.index not in assigned]
@@ -180,9 +180,9 @@ def _match_by_value(tfl_values: dict[int, np.ndarray], sim_values: dict[str, np.
 def _weight_scales(weight: np.ndarray) -> np.ndarray:
     import torch
 
-    from mobile_compress.quantization.scheme import weight_scales
+    from mobile_compress.quantization import per_channel_scales
 
-    return weight_scales(torch.from_numpy(weight)).numpy()
+    return per_channel_scales(torch.from_numpy(weight)).numpy()
 
 
 def _tflite_layout(weight: np.ndarray, groups: int) -> np.ndarray:

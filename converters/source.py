@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mobile_compress.data.normalization import NAMED, Normalization
+from mobile_compress.data import NAMED, Normalization
 from mobile_compress.errors import UserError
 
 KINDS = ("checkpoint", "pt2", "onnx")
@@ -87,7 +87,7 @@ def _named_normalization(name: str | Normalization | None) -> Normalization | No
 
 
 def _load_checkpoint(path: Path, input_size: tuple[int, int] | None) -> Source:
-    from mobile_compress.training.checkpoint import load_checkpoint
+    from mobile_compress.training import load_checkpoint
 
     model, meta = load_checkpoint(path)
     model.eval()

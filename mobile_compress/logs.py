@@ -37,7 +37,7 @@ from typing import Any, Iterator, Sequence, TextIO
 
 LOG_NAME = "mobile-compress.log"
 #: Our top-level packages: their warnings and log records are the user's business.
-OUR_PACKAGES = ("models", "mobile_compress", "converters", "android_harness", "profiler")
+OUR_PACKAGES = ("models", "mobile_compress", "converters", "android_harness", "profiler", "workflows")
 #: Set for a quiet command unless the user set them: TensorFlow's C++ INFO and WARNING lines.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 _RECORD_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -19,7 +19,7 @@ from android_harness.delegates import DelegateConfig, big_core_mask
 from android_harness.device_info import parse_dumpsys_battery
 from android_harness.session import BenchmarkTimeout, DeviceSession, RunnerOptions, reconnect_quietly, unsafe_name
 from android_harness.transport import Transport, TransportError, quote
-from android_harness.transport.base import DeviceDisconnectedError, DeviceStorageFullError, DeviceUnauthorizedError
+from android_harness.transport import DeviceDisconnectedError, DeviceStorageFullError, DeviceUnauthorizedError
 from mobile_compress.errors import UserError
 from profiler.measure import latency_from_output, memory_from, read_mem_samples
 from profiler.model_check import check_tflite

@@ -40,9 +40,9 @@ from android_harness.delegates import DelegateConfig
 from mobile_compress.errors import UserError
 from mobile_compress.litert import time_model
 from mobile_compress.pruning import LatencyTable, LayerLatency, build_graph, example_input
-from mobile_compress.pruning.allocate import allowed_widths
-from mobile_compress.pruning.cost import CostModel, LayerCount
-from mobile_compress.pruning.surgery import prune_model
+from mobile_compress.pruning import allowed_widths
+from mobile_compress.pruning import CostModel, LayerCount
+from mobile_compress.pruning import prune_model
 from profiler.api import Opener, profile
 from profiler.device_job import ProfileSettings
 from profiler.devices import open_device

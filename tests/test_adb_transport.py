@@ -240,7 +240,7 @@ def test_no_server_and_no_device_errors(monkeypatch, tmp_path) -> None:
 
 @needs_adb
 def test_devices_command_lists_usable_and_unauthorized_devices(device, tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     other = keys.public_key_text(tmp_path / "other" / "adbkey")
     with VirtualDevice(config_from_dict({"authorized_keys": [other]}), workdir=tmp_path / "locked") as locked:
@@ -258,7 +258,7 @@ def test_devices_command_lists_usable_and_unauthorized_devices(device, tmp_path,
 
 
 def test_virtual_device_command(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     config = tmp_path / "phone.yaml"
     config.write_text("props: {ro.product.model: Yaml Phone}\n")

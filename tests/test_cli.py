@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobile_compress.cli import main
+from workflows.cli import main
 
 VENV_BIN = Path(sys.executable).parent
 FAST = ["--epochs", "1", "--batch-size", "32", "--no-progress", "--workers", "0"]
@@ -68,7 +68,7 @@ def test_error_messages_show_control_characters_from_paths_escaped(capsys, tmp_p
 
 
 def test_failed_bars_and_warnings_show_control_characters_escaped(capsys) -> None:
-    from mobile_compress.cli.common import print_problem
+    from workflows.cli.common import print_problem
 
     print_problem("convert", "int8: model\x1b]0;pwned\x07 from a device: agreement 90% is below 98%")
     err = capsys.readouterr().err
@@ -176,7 +176,7 @@ def test_train_runs_under_torchrun_with_two_processes(tmp_path) -> None:
     """The same entry point under torchrun: 2 CPU processes with gloo, one checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m", "mobile_compress", "train",
+        [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m", "workflows", "train",
          "--model", "resnet20", "--data", "builtin", "--out", str(tmp_path / "ddp"), *FAST],
         capture_output=True, text=True, timeout=600, env=env,
     )

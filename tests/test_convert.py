@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_compress.cli import main
+from workflows.cli import main
 
 CALIB = ["--calib", "builtin", "--calib-samples", "32", "--parity-samples", "100"]
 
@@ -39,7 +39,7 @@ def _block_network(mp: pytest.MonkeyPatch) -> list:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from mobile_compress.train_job import TrainJob, run_train_job
+    from mobile_compress.training.job import TrainJob, run_train_job
     from mobile_compress.training import TrainConfig
 
     out = tmp_path_factory.mktemp("ckpt") / "run"

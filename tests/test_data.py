@@ -538,7 +538,7 @@ def test_split_layout_gets_the_flat_folder_checks(tmp_path: Path) -> None:
 
 def test_train_on_a_one_class_split_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`train` on train/cat + test/cat used to report 100 % accuracy; now it stops before training."""
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     root = tmp_path / "one"
     uniform_folder(root / "train", 32, {"cat": RED}, 8)
@@ -720,7 +720,7 @@ def test_loader_batches_and_pickle_reopens_memmap(tmp_path: Path) -> None:
 def test_data_layer_imports_no_other_layer() -> None:
     code = ("import sys, mobile_compress.data; "
             "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('models', 'converters', 'profiler', 'android_harness') or m.startswith('mobile_compress.cli')]; "
+            "('models', 'converters', 'profiler', 'android_harness') or m.startswith('workflows.cli')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -14,12 +14,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import models
-from mobile_compress.cli import build_parser
-from mobile_compress.cli.common import train_config
+from workflows.cli import build_parser
+from workflows.cli.common import train_config
 from mobile_compress.data import open_dataset
 from mobile_compress.data.transforms import RandomHorizontalFlip
 from mobile_compress.errors import UserError
-from mobile_compress.train_job import TrainJob, run_train_job
+from mobile_compress.training.job import TrainJob, run_train_job
 from mobile_compress.training import TrainConfig, Trainer
 from mobile_compress.training.config import DEFAULT_RULE
 from mobile_compress.training.optim import build_optimizer, build_scheduler, raise_bn_momentum

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from android_harness.transport import AttachedDevice, TransportError
-from mobile_compress.cli import main
+from workflows.cli import main
 from mobile_compress.errors import UserError
-from mobile_compress.pipeline import device_choice, load_recipe
-from mobile_compress.pipeline.demo import demo_config, demo_recipe, write_demo_recipe
+from workflows.recipes import device_choice, load_recipe
+from workflows.demo import demo_config, demo_recipe, write_demo_recipe
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -80,7 +80,7 @@ def test_demo_on_a_single_virtual_phone_profiles_there(tmp_path, monkeypatch) ->
 def test_demo_is_the_deploy_of_its_embedded_recipe_and_says_when_it_is_on_the_host(tmp_path, monkeypatch,
                                                                                   capsys) -> None:
     """The one code path: `demo` hands deploy its written recipe; the host fallback is announced before any work."""
-    from mobile_compress.cli import cmd_demo, cmd_deploy
+    from workflows.cli import cmd_demo, cmd_deploy
 
     seen = []
 

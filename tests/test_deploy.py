@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from android_harness.transport import AttachedDevice
-from mobile_compress.cli import main
+from workflows.cli import main
 from mobile_compress.errors import UserError
-from mobile_compress.pipeline import device_choice
-from mobile_compress.pipeline.deploy_models import Side
-from mobile_compress.pipeline.deploy_report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
+from workflows.recipes import device_choice
+from workflows.deploy.sides import Side
+from workflows.deploy.report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
 from profiler.model_id import file_sha256
 from profiler.results import RunRecord
 from test_profile_flow import TINY, adb_key, virtual_benchmark, virtual_device  # noqa: F401 - fixtures and the device
@@ -226,7 +226,7 @@ def test_comparison_rows_say_what_the_deploy_bought() -> None:
 
 
 def test_deploy_csv_is_formula_safe_and_the_files_are_replaced_whole(tmp_path, monkeypatch) -> None:
-    import mobile_compress.pipeline.deploy_report as deploy_report
+    import workflows.deploy.report as deploy_report
 
     before = Side("before", "t/best", "b.tflite", "fp32", "x", arch="resnet20", top1=96.0, size_bytes=-1)
     after = Side("after", "s/best", "a.tflite", "int8", "y", arch="mobilenet_v2", top1=95.2, size_bytes=-1)
@@ -254,7 +254,7 @@ def test_deploy_takes_the_runs_of_its_own_files_by_path_and_content(tmp_path) ->
     import shutil
 
     from android_harness.delegates import DelegateConfig
-    from mobile_compress.pipeline.deploy import DeployConfig, _profile
+    from workflows.deploy.run import DeployConfig, _profile
     from profiler.device_job import ProfileSettings
 
     def deploy_profile(run: Path):
@@ -312,7 +312,7 @@ def _float_report() -> DeployReport:
 def test_deploy_page_and_table_show_no_float_repr() -> None:
     import re
 
-    from mobile_compress.pipeline.deploy_report import render_html
+    from workflows.deploy.report import render_html
     from mobile_compress.report.numbers import RAW_FLOAT
 
     report = _float_report()
@@ -328,7 +328,7 @@ def test_deploy_page_and_table_show_no_float_repr() -> None:
 def test_deploy_page_keeps_a_failed_runs_reason_in_its_own_row_and_tables_in_their_block() -> None:
     import re
 
-    from mobile_compress.pipeline.deploy_report import render_html
+    from workflows.deploy.report import render_html
 
     page = render_html(_float_report())
     [table] = re.findall(r"<div class='wide'><table class='report'>.*?</table></div>", page, flags=re.S)

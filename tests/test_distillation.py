@@ -310,7 +310,7 @@ def _tiny_npz(path, n: int = 30, size: int = 8) -> str:
 
 
 def test_cli_distill_runs_and_records_the_teacher(tmp_path) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
     from mobile_compress.data import DIGITS
     from mobile_compress.training import load_checkpoint
 
@@ -328,7 +328,7 @@ def test_cli_distill_runs_and_records_the_teacher(tmp_path) -> None:
 
 
 def test_cli_distill_with_teacher_cache_needs_unaugmented_data(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     data = _tiny_npz(tmp_path / "d.npz")
     save_checkpoint(tmp_path / "teacher", models.create("resnet20", num_classes=3),
@@ -342,7 +342,7 @@ def test_cli_distill_with_teacher_cache_needs_unaugmented_data(tmp_path, capsys)
 
 
 def test_cli_distill_bad_option_exits_2(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     teacher = models.create("resnet20", num_classes=3)
     save_checkpoint(tmp_path / "teacher", teacher, CheckpointMeta(arch="resnet20", num_classes=3, input_size=8))

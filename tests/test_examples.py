@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 import models
-from mobile_compress.cli import cmd_examples, cmd_run, main
+from workflows.cli import cmd_examples, cmd_run, main
 from mobile_compress.errors import UserError
-from mobile_compress.pipeline import deploy, device_choice, examples, recipe
-from mobile_compress.pipeline.examples import Kind, all_examples, find_example
+from workflows.recipes import deploy, device_choice, examples, recipe
+from workflows.examples import Kind, all_examples, find_example
 from mobile_compress.training.checkpoint import CheckpointMeta, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_DIR = REPO / "mobile_compress" / "pipeline" / "examples"
+PACKAGE_DIR = REPO / "workflows" / "examples"
 SHIPPED = sorted(PACKAGE_DIR.glob("*/*.yaml"))
 
 
@@ -265,7 +265,7 @@ def test_a_built_wheel_ships_the_examples_and_the_installed_package_finds_them(t
     assert install.returncode == 0, install.stdout + install.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    script = ("import sys; from mobile_compress.cli import main; "
+    script = ("import sys; from workflows.cli import main; "
               "sys.exit(main(['examples', '--json']) or main(['run', 'digits_full_chain', '--check']))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     used = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,

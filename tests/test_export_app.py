@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from converters.app_bundle import AppExportConfig, export_app, read_metadata
-from mobile_compress.cli import main
+from workflows.cli import main
 from mobile_compress.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,7 +366,7 @@ def test_bad_options_are_user_errors(models_dir, tmp_path) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, single_thread) -> Path:
     """MobileNetV2 (width 0.35, small-input stem) trained 3 epochs on the built-in digits (~80 % top-1)."""
-    from mobile_compress.train_job import TrainJob, run_train_job
+    from mobile_compress.training.job import TrainJob, run_train_job
     from mobile_compress.training import TrainConfig
 
     job = TrainJob(model="mobilenet_v2", data="builtin", out_dir=str(tmp_path_factory.mktemp("train") / "run"),

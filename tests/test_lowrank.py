@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import models
-from mobile_compress.cli import main
+from workflows.cli import main
 from mobile_compress.counting import count_macs, count_parameters
 from mobile_compress.errors import UserError
 from mobile_compress.lowrank import FactorizeConfig, FactorizedLayer, factorize
@@ -259,7 +259,7 @@ def digits(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(digits, tmp_path_factory) -> Path:
-    from mobile_compress.train_job import TrainJob, run_train_job
+    from mobile_compress.training.job import TrainJob, run_train_job
     from mobile_compress.training import TrainConfig
 
     out = tmp_path_factory.mktemp("lowrank_ckpt") / "run"

@@ -499,7 +499,7 @@ def test_a_timed_out_run_still_records_what_it_refused_to_pull(tmp_path: Path, a
 # ---------------------------------------------------------------- the command line
 
 def test_cli_profile_on_virtual_device(tmp_path: Path, adb_key, virtual_benchmark, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     with virtual_device(tmp_path) as dev:
         code = main(["profile", str(TINY), "--device", dev.serial, "--transport", "adb-shell-tcp",
@@ -521,7 +521,7 @@ def test_host_mode_survives_a_model_file_that_crashes_the_interpreter(tmp_path: 
 
     crafted = tmp_path / "crafted.tflite"
     crafted.write_bytes(TINY.read_bytes()[:200] + b"\xff" * 100)  # a real header, then bytes that crash LiteRT 2.1
-    done = subprocess.run([sys.executable, "-m", "mobile_compress", "profile", str(TINY), str(crafted), "--host",
+    done = subprocess.run([sys.executable, "-m", "workflows", "profile", str(TINY), str(crafted), "--host",
                            "--runs", "3", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert done.returncode >= 0, f"the profile itself died ({done.returncode}): {done.stderr[-500:]}"
     runs = {r["model"]: r for r in json.loads((tmp_path / "out" / "profile.json").read_text())["runs"]}
@@ -531,7 +531,7 @@ def test_host_mode_survives_a_model_file_that_crashes_the_interpreter(tmp_path: 
 
 
 def test_cli_host_mode_and_from_log(tmp_path: Path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     assert main(["profile", str(TINY), "--host", "--threads", "1", "--runs", "10", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
@@ -546,7 +546,7 @@ def test_cli_host_mode_and_from_log(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_mistakes_are_one_clear_message(tmp_path: Path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     assert main(["profile", str(tmp_path / "missing.tflite"), "--host", "--out", str(tmp_path)]) == 2
     assert "model file" in capsys.readouterr().err
@@ -562,7 +562,7 @@ def test_cli_mistakes_are_one_clear_message(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_refuses_delegate_options_that_would_add_options(tmp_path: Path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     base = ["profile", str(TINY), "--host", "--out", str(tmp_path / "o")]
     external = [*base, "--delegates", "external", "--external-delegate", "/vendor/lib64/libQnnTFLiteDelegate.so"]

@@ -105,7 +105,7 @@ def test_host_mode_keeps_same_named_models_apart(tmp_path: Path) -> None:
 
 
 def test_cli_profile_two_same_named_models_and_the_out_rule(tmp_path: Path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     a, b = two_same_named(tmp_path)
     out = tmp_path / "out"

@@ -13,13 +13,13 @@ from PIL import Image
 from torch import nn
 
 import models
-from mobile_compress.cli import main
+from workflows.cli import main
 from mobile_compress.counting import count_macs, count_parameters
 from mobile_compress.errors import UserError
 from mobile_compress.pruning import LatencyTable, LayerLatency, PruneConfig, build_graph, example_input, parse_target, prune
 from mobile_compress.pruning.allocate import allowed_widths
 from mobile_compress.pruning.cost import CostModel
-from mobile_compress.pruning.schedule import step_fractions
+from mobile_compress.pruning.job import step_fractions
 from mobile_compress.pruning.surgery import prune_model
 from mobile_compress.pruning.verify import max_difference
 from mobile_compress.training import CheckpointMeta, load_checkpoint, save_checkpoint

@@ -18,7 +18,7 @@ import torch
 
 from converters import pt2_archive
 from converters.pt2_archive import UnsafeArchive, load_program
-from mobile_compress.cli import main
+from workflows.cli import main
 
 
 class _Tiny(torch.nn.Module):

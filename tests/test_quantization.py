@@ -74,8 +74,8 @@ def test_scheme_matches_tflite_formulas() -> None:
     scale, zero = scheme.activation_qparams(torch.tensor(0.5), torch.tensor(6.0))  # range widened to hold 0
     assert zero.item() == -128 and scale.item() == pytest.approx(6.0 / 255)
     w = torch.tensor([[1.0, -2.54], [0.1, 0.05]]).reshape(2, 2, 1, 1)
-    assert scheme.weight_scales(w).tolist() == pytest.approx([2.54 / 127, 0.1 / 127])
-    q = fake_quant_weight(w) / scheme.weight_scales(w).reshape(-1, 1, 1, 1)
+    assert scheme.per_channel_scales(w).tolist() == pytest.approx([2.54 / 127, 0.1 / 127])
+    q = fake_quant_weight(w) / scheme.per_channel_scales(w).reshape(-1, 1, 1, 1)
     assert torch.allclose(q, q.round(), atol=1e-4) and q.abs().max() <= 127  # narrow range, symmetric
 
 
@@ -116,7 +116,7 @@ def test_every_family_prepares_trains_a_step_and_deploys(name, options, single_t
     assert not any(isinstance(m, (nn.BatchNorm2d, ActivationFakeQuant, QConv, QLinear)) for m in deployed.modules())
     for m in deployed.modules():  # TFLite's per-channel quantization will give back exactly these weights
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            steps = m.weight / scheme.weight_scales(m.weight).reshape(-1, *[1] * (m.weight.dim() - 1))
+            steps = m.weight / scheme.per_channel_scales(m.weight).reshape(-1, *[1] * (m.weight.dim() - 1))
             assert torch.allclose(steps, steps.round(), atol=1e-3)
     assert torch.isfinite(deployed(x)).all()
 
@@ -293,7 +293,7 @@ def test_shufflenet_concat_shares_the_quantizer_of_its_pass_through_half() -> No
 
 
 def test_cli_quantize_mistakes_exit_2_with_a_message(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
     from mobile_compress.quantization.rebuild import spec_for
     from mobile_compress.training import CheckpointMeta, save_checkpoint
 

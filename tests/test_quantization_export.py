@@ -156,8 +156,8 @@ def test_every_family_qat_step_converts_to_int8_only_with_its_ranges(name, optio
 
 
 def test_cli_ptq_and_convert_of_a_quantized_checkpoint(tmp_path) -> None:
-    from mobile_compress.cli import main
-    from mobile_compress.train_job import TrainJob, run_train_job
+    from workflows.cli import main
+    from mobile_compress.training.job import TrainJob, run_train_job
     from mobile_compress.training import TrainConfig
 
     run = run_train_job(TrainJob(model="mobilenet_v2", data="builtin", out_dir=str(tmp_path / "float"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mobile_compress.cli import build_parser
+from workflows.cli import build_parser
 from mobile_compress.data import DataWarning
 from mobile_compress.logs import LOG_NAME, command_log, current, third_party_output
 from mobile_compress.run_folder import claim_out_dir
@@ -161,7 +161,7 @@ def _convert(checkpoint: Path, out: Path, before: tuple[str, ...] = (), after: t
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "MOBILE_COMPRESS_CACHE": str(out.parent / "cache")}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    argv = [sys.executable, "-m", "mobile_compress", *before, "convert", str(checkpoint), "--out", str(out),
+    argv = [sys.executable, "-m", "workflows", *before, "convert", str(checkpoint), "--out", str(out),
             "--formats", "onnx,fp32", "--calib", "builtin", "--calib-samples", "16", "--parity-samples", "20", *after]
     return subprocess.run(argv, cwd=out.parent, env=env, stdin=subprocess.DEVNULL, timeout=600).returncode
 
@@ -196,7 +196,7 @@ def test_pruning_into_a_folder_holding_only_the_log(tmp_path) -> None:
     """A library's warning can reach the log between the claim of --out and pruning's own check that it is empty."""
     import models
     from mobile_compress.pruning import PruneConfig
-    from mobile_compress.pruning.schedule import PruneJob, run_prune_job
+    from mobile_compress.pruning.job import PruneJob, run_prune_job
     from mobile_compress.training import CheckpointMeta, save_checkpoint
 
     save_checkpoint(tmp_path / "ck", models.create("resnet20", num_classes=2),

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from mobile_compress.errors import UserError
-from mobile_compress.pipeline import REGISTRY, load_recipe, run_recipe
-from mobile_compress.pipeline.examples import all_examples
-from mobile_compress.pipeline.table import stage_table
+from workflows.recipes import REGISTRY, load_recipe, run_recipe
+from workflows.examples import all_examples
+from workflows.recipes.table import stage_table
 from mobile_compress.training import engine
 
 # The example recipes that ship with the package (tests/test_examples.py covers listing and copying them).
@@ -104,7 +104,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path) -> None:
 
 
 def test_invalid_recipe_fails_before_any_work(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     recipe = _tiny(tmp_path)
     recipe["stages"].append({"convert": {"layout": "nchwx"}})
@@ -159,7 +159,7 @@ def test_tiny_recipe_runs_end_to_end(tmp_path) -> None:
 
 
 def test_run_never_merges_into_a_folder_of_other_results_and_overwrite_replaces_a_run(tmp_path, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     run = tmp_path / "run"
     run.mkdir()

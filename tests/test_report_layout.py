@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mobile_compress.pipeline.deploy_report import render_html as deploy_html
+from workflows.deploy.report import render_html as deploy_html
 from profiler.reports.html_report import render_html as profile_html
 from test_deploy import _float_report
 from test_profiler_report import _raw_float_record, failed_record, ok_record

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from mobile_compress.cli import build_parser
+from workflows.cli import build_parser
 from mobile_compress.report import Column, format_table
 
 REPO = Path(__file__).resolve().parents[1]

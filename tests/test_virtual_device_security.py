@@ -153,7 +153,7 @@ def test_insecure_config_opens_without_auth(tmp_path) -> None:
 
 
 def test_cli_requires_auth_and_insecure_warns_loudly(tmp_path, private_key, capsys) -> None:
-    from mobile_compress.cli import main
+    from workflows.cli import main
 
     assert main(["virtual-device", "--port", "0", "--workdir", str(tmp_path / "a"), "--seconds", "0.1"]) == 0
     captured = capsys.readouterr()
@@ -276,7 +276,7 @@ def test_cli_removes_its_temporary_sandbox_when_stopped_by_a_signal(tmp_path, pr
     temp = tmp_path / "temp"
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), keys.ENV_KEY: str(private_key)}
-    proc = subprocess.Popen([sys.executable, "-m", "mobile_compress", "virtual-device", "--port", "0"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "workflows", "virtual-device", "--port", "0"], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []

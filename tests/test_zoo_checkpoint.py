@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mobile_compress.evaluate_job import evaluate_checkpoint
+from mobile_compress.training import EvalJob, run_eval_job
 from mobile_compress.training import load_checkpoint
 from mobile_compress.zoo_checkpoint import evenly_spread, zoo_checkpoint
 
@@ -28,6 +28,6 @@ def test_trained_checkpoint_beats_the_probe_on_held_out_digits(tmp_path):
     trained = zoo_checkpoint("resnet20", tmp_path / "trained", train_epochs=3, train_images=320)
     _, meta = load_checkpoint(trained)
     assert meta.extra["weights"].startswith("trained 3 epochs on 320 images")
-    probe_top1 = evaluate_checkpoint(str(probe), "builtin", split="test").result.top1
-    trained_top1 = evaluate_checkpoint(str(trained), "builtin", split="test").result.top1
+    probe_top1 = run_eval_job(EvalJob(str(probe), "builtin", split="test")).result.top1
+    trained_top1 = run_eval_job(EvalJob(str(trained), "builtin", split="test")).result.top1
     assert trained_top1 > max(60.0, probe_top1 + 10), (probe_top1, trained_top1)

@@ -7,6 +7,6 @@ from android_harness.transport.base import (CommandTimeoutError, DeviceDisconnec
                                             TransportError, quote)
 from android_harness.transport.select import KINDS, AttachedDevice, connect, list_devices
 
-__all__ = ["Transport", "ShellResult", "TransportError", "DeviceUnauthorizedError", "DeviceStorageFullError",
-           "DeviceNotFoundError", "DeviceDisconnectedError", "CommandTimeoutError", "quote", "connect",
-           "list_devices", "AttachedDevice", "KINDS"]
+__all__ = ["AttachedDevice", "CommandTimeoutError", "connect", "DeviceDisconnectedError", "DeviceNotFoundError",
+           "DeviceStorageFullError", "DeviceUnauthorizedError", "KINDS", "list_devices", "quote", "ShellResult",
+           "Transport", "TransportError"]

@@ -5,5 +5,12 @@ phone. Modules: ``protocol`` (packet framing), ``auth`` (RSA), ``server`` (conne
 streams), ``shell`` (commands with the host's /bin/sh over a sandbox), ``sync`` (file
 transfer), ``sandbox`` (the device filesystem), ``tools`` (getprop/dumpsys/cmd),
 ``fake_benchmark_model`` (benchmark_model on the host's LiteRT), ``config`` and ``faults``.
-Import ``VirtualDevice`` from ``android_harness.virtual_device.server``.
 """
+
+from __future__ import annotations
+
+from android_harness.virtual_device.config import VirtualDeviceConfig, load_config
+from android_harness.virtual_device.fake_benchmark_model import write_launcher
+from android_harness.virtual_device.server import VirtualDevice
+
+__all__ = ["VirtualDevice", "VirtualDeviceConfig", "load_config", "write_launcher"]

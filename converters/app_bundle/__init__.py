@@ -9,5 +9,9 @@ Tasks and the TFLite Task Library read it as they read their own.
 from converters.app_bundle.config import APP_FORMATS, AppExportConfig
 from converters.app_bundle.export import AppBundle, export_app
 from converters.app_bundle.metadata import read_metadata
+from converters.app_bundle.card_metrics import eval_images
+from converters.app_bundle.fold import renormalize
+from converters.app_bundle.io_spec import read_io
 
-__all__ = ["APP_FORMATS", "AppBundle", "AppExportConfig", "export_app", "read_metadata"]
+__all__ = ["APP_FORMATS", "AppBundle", "AppExportConfig", "eval_images", "export_app", "read_io", "read_metadata",
+           "renormalize"]

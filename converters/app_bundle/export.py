@@ -61,7 +61,7 @@ def export_app(config: AppExportConfig) -> AppBundle:
     ``AppBundle.problems`` (the CLI exits non-zero on them).
     """
     from mobile_compress.data import Normalization
-    from mobile_compress.training.checkpoint import load_checkpoint
+    from mobile_compress.training import load_checkpoint
 
     config.validate()
     steps = _Steps(6, config.progress)
@@ -118,7 +118,7 @@ def _tflite(config: AppExportConfig, source: BundleSource, work: Path, steps: _S
 def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any, labels: list[str], tflite: Path,
             artifact: dict | None, steps: _Steps, norm: Any, input_norm: Any) -> AppBundle:
     """``norm``: the training normalisation; ``input_norm``: what the .tflite takes (UNIT when folded)."""
-    from converters.app_bundle import measure
+    from converters.app_bundle import card_metrics
     from converters.app_bundle.metadata import ModelInfo, write_metadata
     from mobile_compress.counting import model_stats
 
@@ -149,14 +149,14 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
     accuracy = None
     if config.data:
         steps(f"measuring top-1 of {MODEL_FILE} on {config.data}")
-        accuracy = measure.accuracy(files["model"], model, config.data, io.height, norm, input_norm,
+        accuracy = card_metrics.accuracy(files["model"], model, config.data, io.height, norm, input_norm,
                                     config.eval_samples, config.cache_dir).to_dict()
     else:
         steps("no --data: accuracy from the checkpoint only")
     latency = None
     if config.latency_runs:
         steps(f"timing {MODEL_FILE} on the host LiteRT interpreter")
-        latency = measure.latency(files["model"], config.latency_runs)
+        latency = card_metrics.latency(files["model"], config.latency_runs)
     else:
         steps("host latency skipped (--latency-runs 0)")
     stats = model_stats(model, (3, *size))
@@ -171,7 +171,7 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
 
 def _card(source, meta, labels, info, io, prep: Preprocessing, norm, input_norm, artifact, stats, files, accuracy,
           latency) -> dict[str, Any]:
-    from mobile_compress.data.transforms import eval_resize
+    from mobile_compress.data import eval_resize
 
     h, w = io.height, io.width
     parity = None

@@ -10,9 +10,10 @@ from mobile_compress.data.dataset import HOLDOUT_FRACTION, SPLITS, ImageDataset,
 from mobile_compress.data.errors import DataError, DataWarning
 from mobile_compress.data.normalization import CIFAR10, DIGITS, IMAGENET, Normalization, compute_normalization
 from mobile_compress.data.transforms import eval_transform, train_transform
+from mobile_compress.data.cache import ENV_CACHE
+from mobile_compress.data.normalization import NAMED
+from mobile_compress.data.transforms import eval_resize
 
-__all__ = [
-    "open_dataset", "ImageDataset", "Normalization", "compute_normalization",
-    "IMAGENET", "CIFAR10", "DIGITS", "train_transform", "eval_transform",
-    "DataError", "DataWarning", "SPLITS", "HOLDOUT_FRACTION",
-]
+__all__ = ["CIFAR10", "compute_normalization", "DataError", "DataWarning", "DIGITS", "ENV_CACHE", "eval_resize",
+           "eval_transform", "HOLDOUT_FRACTION", "ImageDataset", "IMAGENET", "NAMED", "Normalization",
+           "open_dataset", "SPLITS", "train_transform"]

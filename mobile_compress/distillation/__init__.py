@@ -8,6 +8,7 @@ from __future__ import annotations
 from mobile_compress.distillation.config import LOSSES, DistillConfig, parse_losses
 from mobile_compress.distillation.hook import DistillationHook, distillation_hook
 from mobile_compress.distillation.teacher import freeze, load_teacher
+from mobile_compress.distillation.job import DistillJob, run_distill_job
 
-__all__ = ["LOSSES", "DistillConfig", "DistillationHook", "distillation_hook", "freeze", "load_teacher",
-           "parse_losses"]
+__all__ = ["distillation_hook", "DistillationHook", "DistillConfig", "DistillJob", "freeze", "load_teacher",
+           "LOSSES", "parse_losses", "run_distill_job"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 from mobile_compress.lowrank.config import FactorizeConfig, Target, parse_target
 from mobile_compress.lowrank.factorize import FactorizeResult, LayerReport, factorize
 from mobile_compress.lowrank.layers import FactorizedLayer
+from mobile_compress.lowrank.config import DEFAULT_MULTIPLE
+from mobile_compress.lowrank.job import FactorizeJob, default_finetune_config, run_factorize_job
 
-__all__ = ["FactorizeConfig", "FactorizeResult", "FactorizedLayer", "LayerReport", "Target", "factorize",
-           "parse_target"]
+__all__ = ["default_finetune_config", "DEFAULT_MULTIPLE", "factorize", "FactorizeConfig", "FactorizedLayer",
+           "FactorizeJob", "FactorizeResult", "LayerReport", "parse_target", "run_factorize_job", "Target"]

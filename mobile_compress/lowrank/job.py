@@ -53,6 +53,7 @@ class FactorizeJob:
     resume: bool = False
     cache_dir: str | None = None
     storage_size: int | None = None
+    log: Callable[[str], None] = print
 
 
 @dataclass
@@ -77,8 +78,8 @@ class FactorizeJobResult:
         return {stage: (ev or {}).get("top1") for stage, ev in self.report["evaluation"].items()}
 
 
-def run_factorize_job(job: FactorizeJob, log: Callable[[str], None] = print) -> FactorizeJobResult:
-    out = Path(job.out_dir)
+def run_factorize_job(job: FactorizeJob) -> FactorizeJobResult:
+    out, log = Path(job.out_dir), job.log
     if job.train is not None and job.data is None:
         raise UserError("fine-tuning needs data: --epochs was given without --data",
                         hint="pass --data (the training images), or --epochs 0 to only factorise")

@@ -9,6 +9,12 @@ convs, concatenation, squeeze-excitation and ShuffleNetV2's split and channel sh
 from mobile_compress.pruning.api import PruneResult, build_graph, example_input, prune
 from mobile_compress.pruning.config import PruneConfig, Target, parse_target
 from mobile_compress.pruning.cost import CostModel, LatencyTable, LayerLatency
+from mobile_compress.pruning.allocate import allowed_widths
+from mobile_compress.pruning.config import ALLOCATIONS, CRITERIA
+from mobile_compress.pruning.cost import LayerCount
+from mobile_compress.pruning.job import PruneJob, default_finetune_config, run_prune_job
+from mobile_compress.pruning.surgery import prune_model
 
-__all__ = ["CostModel", "LatencyTable", "LayerLatency", "PruneConfig", "PruneResult", "Target", "build_graph",
-           "example_input", "parse_target", "prune"]
+__all__ = ["ALLOCATIONS", "allowed_widths", "build_graph", "CostModel", "CRITERIA", "default_finetune_config",
+           "example_input", "LatencyTable", "LayerCount", "LayerLatency", "parse_target", "prune", "prune_model",
+           "PruneConfig", "PruneJob", "PruneResult", "run_prune_job", "Target"]

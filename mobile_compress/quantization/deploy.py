@@ -44,7 +44,7 @@ def activation_ranges(model: nn.Module) -> dict[str, tuple[float, int]]:
 def weight_scales(model: nn.Module) -> dict[str, np.ndarray]:
     """Each fused layer's per-channel weight scales, by module name (what TFLite must store)."""
     from mobile_compress.quantization.fake_quant import fake_quant_weight
-    from mobile_compress.quantization.scheme import weight_scales as scales_of
+    from mobile_compress.quantization.scheme import per_channel_scales as scales_of
 
     out = {}
     with torch.no_grad():

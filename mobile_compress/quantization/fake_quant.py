@@ -81,7 +81,7 @@ class ActivationFakeQuant(nn.Module):
 
 def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
     """Per-output-channel symmetric int8 fake quantization, gradients passed straight through."""
-    scales = scheme.weight_scales(weight).to(weight.device)
+    scales = scheme.per_channel_scales(weight).to(weight.device)
     zeros = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
     return torch.fake_quantize_per_channel_affine(weight, scales, zeros, 0, scheme.WEIGHT_QMIN, scheme.WEIGHT_QMAX)
 

@@ -32,9 +32,9 @@ def _quantized_bias(bias: torch.Tensor, weight: torch.Tensor, input_quant: nn.Mo
     """``bias`` on TFLite's int32 grid (scale = input scale x per-channel weight scale), straight-through."""
     if input_quant is None or not input_quant.initialized:
         return bias
-    from mobile_compress.quantization.scheme import weight_scales
+    from mobile_compress.quantization.scheme import per_channel_scales
 
-    step = input_quant.qparams()[0] * weight_scales(weight).to(bias.device)
+    step = input_quant.qparams()[0] * per_channel_scales(weight).to(bias.device)
     return bias + (torch.round(bias / step) * step - bias).detach()
 
 

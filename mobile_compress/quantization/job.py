@@ -66,7 +66,7 @@ class QuantizeJob:
 
 
 @dataclass
-class QuantizeResult:
+class QuantizeJobResult:
     checkpoint: Path  # the quantized (fake-quant) checkpoint
     method: str
     float_eval: EvalResult
@@ -75,7 +75,7 @@ class QuantizeResult:
     train: TrainResult | None = None
 
 
-def run_quantize_job(job: QuantizeJob) -> QuantizeResult:
+def run_quantize_job(job: QuantizeJob) -> QuantizeJobResult:
     job.validate()
     model, meta = load_checkpoint(job.checkpoint)
     if any(t.get("kind") == "qat" for t in meta.transforms):
@@ -121,7 +121,7 @@ def run_quantize_job(job: QuantizeJob) -> QuantizeResult:
         checkpoint = out / "best"
         qmodel, _ = load_checkpoint(checkpoint)
         quantized_eval = evaluate(qmodel, val_set)
-    return QuantizeResult(checkpoint, job.method, float_eval, quantized_eval, used, train_result)
+    return QuantizeJobResult(checkpoint, job.method, float_eval, quantized_eval, used, train_result)
 
 
 class _Subset(torch.utils.data.Subset):
@@ -142,4 +142,4 @@ def is_quantized(meta_transforms: Sequence[dict]) -> bool:
     return any(t.get("kind") == "qat" for t in meta_transforms)
 
 
-__all__ = ["METHODS", "QuantizeJob", "QuantizeResult", "default_qat_config", "is_quantized", "run_quantize_job"]
+__all__ = ["METHODS", "QuantizeJob", "QuantizeJobResult", "default_qat_config", "is_quantized", "run_quantize_job"]

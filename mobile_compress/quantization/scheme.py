@@ -26,7 +26,7 @@ def activation_qparams(min_val: torch.Tensor, max_val: torch.Tensor) -> tuple[to
     return scale.float(), zero_point.to(torch.int32)
 
 
-def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+def per_channel_scales(weight: torch.Tensor) -> torch.Tensor:
     """Per-output-channel symmetric scales (axis 0), float32 like TFLite's."""
     flat = weight.detach().reshape(weight.shape[0], -1)
     return torch.clamp(flat.abs().amax(dim=1) / float(WEIGHT_QMAX), min=_MIN_SCALE).float()

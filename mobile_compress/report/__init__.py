@@ -6,7 +6,8 @@ from mobile_compress.report.atomic import atomic_open, write_bytes, write_text
 from mobile_compress.report.csvio import safe_cell, write_csv_rows
 from mobile_compress.report.jsonio import write_json
 from mobile_compress.report.terminal import printable
+from mobile_compress.report.numbers import field_label
 
-__all__ = ["Column", "Environment", "atomic_open", "environment", "format_bytes", "format_field", "format_fields",
-           "format_number", "format_table", "format_value", "printable", "safe_cell", "write_bytes",
-           "write_csv_rows", "write_json", "write_text"]
+__all__ = ["atomic_open", "Column", "Environment", "environment", "field_label", "format_bytes", "format_field",
+           "format_fields", "format_number", "format_table", "format_value", "printable", "safe_cell",
+           "write_bytes", "write_csv_rows", "write_json", "write_text"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mobile_compress.report import format_field, format_fields, format_number, format_value, write_text
-from mobile_compress.report.numbers import field_label
+from mobile_compress.report import field_label
 from profiler.reports.rows import flat, refused_note
 from profiler.reports.svg import bar_svg, latency_svg
 from profiler.results import RunRecord
