@@ -20,7 +20,8 @@ import pytest
 from android_harness.transport import AttachedDevice, TransportError
 from workflows.cli import main
 from mobile_compress.errors import UserError
-from workflows.recipes import device_choice, load_recipe
+from workflows.deploy import device_choice
+from workflows.recipes import load_recipe
 from workflows.demo import demo_config, demo_recipe, write_demo_recipe
 
 VENV_BIN = Path(sys.executable).parent

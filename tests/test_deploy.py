@@ -13,7 +13,7 @@ import yaml
 from android_harness.transport import AttachedDevice
 from workflows.cli import main
 from mobile_compress.errors import UserError
-from workflows.recipes import device_choice
+from workflows.deploy import device_choice
 from workflows.deploy.sides import Side
 from workflows.deploy.report import DeployReport, change, comparison_rows, format_report, MODEL_METRICS
 from profiler.model_id import file_sha256

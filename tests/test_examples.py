@@ -17,7 +17,9 @@ import yaml
 import models
 from workflows.cli import cmd_examples, cmd_run, main
 from mobile_compress.errors import UserError
-from workflows.recipes import deploy, device_choice, examples, recipe
+from workflows import examples
+from workflows.deploy import device_choice
+from workflows.recipes import recipe
 from workflows.examples import Kind, all_examples, find_example
 from mobile_compress.training.checkpoint import CheckpointMeta, save_checkpoint
 
