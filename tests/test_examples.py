@@ -18,6 +18,7 @@ import models
 from workflows.cli import cmd_examples, cmd_run, main
 from mobile_compress.errors import UserError
 from workflows import examples
+from workflows.deploy import run as deploy
 from workflows.deploy import device_choice
 from workflows.recipes import recipe
 from workflows.examples import Kind, all_examples, find_example

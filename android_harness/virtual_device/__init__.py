@@ -9,8 +9,18 @@ transfer), ``sandbox`` (the device filesystem), ``tools`` (getprop/dumpsys/cmd),
 
 from __future__ import annotations
 
-from android_harness.virtual_device.config import VirtualDeviceConfig, load_config
-from android_harness.virtual_device.fake_benchmark_model import write_launcher
-from android_harness.virtual_device.server import VirtualDevice
+import importlib
+from typing import Any
+
+# Loaded on first use: the device-side tools (``tools``, ``shell``) run under ``python -S`` with the stdlib only and
+# import ``android_harness.virtual_device.sandbox``, which runs this file; eager imports here would break them.
+_WHERE = {"VirtualDevice": "server", "VirtualDeviceConfig": "config", "load_config": "config",
+          "write_launcher": "fake_benchmark_model"}
 
 __all__ = ["VirtualDevice", "VirtualDeviceConfig", "load_config", "write_launcher"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
