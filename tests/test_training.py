@@ -564,3 +564,13 @@ def test_batchnorm_recalibration_matches_data_statistics():
     assert torch.allclose(net[1].running_mean, y.mean((0, 2, 3)), atol=1e-4)
     assert torch.allclose(net[1].running_var, y.var((0, 2, 3)), rtol=0.1)
     assert torch.equal(net[0].weight, weight_before) and not net.training
+
+
+def test_train_state_keeps_its_format(tmp_path):
+    """Runs written by earlier versions resume: train_state.pt keeps format 1 and exactly these entries."""
+    quiet(tiny_net(), cfg(epochs=1), blobs(64), blobs(32, seed=1), out_dir=tmp_path).fit()
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert state["format"] == 1 and sorted(state) == [
+        "best_epoch", "best_val_top1", "config", "elapsed", "format", "global_step", "history", "hooks", "model",
+        "next_epoch", "optimizer", "rng", "scheduler"]
+    assert state["next_epoch"] == 1 and state["global_step"] == 2 and state["best_epoch"] == 0

@@ -12,10 +12,10 @@ from typing import Any
 
 from mobile_compress import targets
 from mobile_compress.errors import UserError
+from mobile_compress.pruning.criteria import CRITERIA
 from mobile_compress.targets import Target
 
 METRICS = ("macs", "params", "latency")
-CRITERIA = ("l1", "l2", "bn_scale", "taylor")
 ALLOCATIONS = ("global", "uniform")
 
 
@@ -28,7 +28,8 @@ def parse_target(text: Any, source: str = "--target") -> Target:
 class PruneConfig:
     """How to prune.
 
-    ``criterion``: l1 / l2 filter norm, bn_scale (|gamma| of the BatchNorm on the
+    ``criterion``: the name of a registered criterion (``CRITERIA``; add one with
+    ``register_criterion``): l1 / l2 filter norm, bn_scale (|gamma| of the BatchNorm on the
     channel; L1 where a channel has none, as in SqueezeNet), taylor (first-order
     Taylor, |sum of weight * gradient| squared, from ``taylor_batches`` of data).
     ``allocation``: global (greedy across all layers: remove the least important

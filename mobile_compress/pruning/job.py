@@ -36,6 +36,7 @@ from mobile_compress.logs import LOG_NAME
 from mobile_compress.pruning.api import prune
 from mobile_compress.pruning.config import PruneConfig
 from mobile_compress.pruning.cost import LatencyTable
+from mobile_compress.pruning.criteria import get_criterion
 from mobile_compress.training import Hook, TrainConfig, Trainer, evaluate, load_checkpoint, save_checkpoint
 
 PROGRESS_FILE = "progress.json"
@@ -90,8 +91,8 @@ def _check_job(job: PruneJob) -> None:
     if isinstance(job.epochs_per_step, bool) or not isinstance(job.epochs_per_step, int) or job.epochs_per_step < 0:
         raise UserError(f"--epochs-per-step {job.epochs_per_step!r} must be an integer >= 0",
                         hint="0 prunes without fine-tuning")
-    if job.data is None and (job.epochs_per_step > 0 or job.config.criterion == "taylor"):
-        raise UserError("fine-tuning (and the taylor criterion) needs --data",
+    if job.data is None and (job.epochs_per_step > 0 or get_criterion(job.config.criterion).needs_data):
+        raise UserError(f"fine-tuning (and the {job.config.criterion} criterion) needs --data",
                         hint="pass --data DIR (the training images), or --epochs-per-step 0 with a norm criterion")
     if job.config.target.metric == "latency" and job.latency_table is None:
         raise UserError("--target latency=... needs a measured latency table",
@@ -155,7 +156,7 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
             model, current_meta = load_checkpoint(step_dir / "pruned")
             result_info: dict[str, Any] = json.loads((step_dir / "prune.json").read_text())
         else:
-            batches = _batches(train, job) if job.config.criterion == "taylor" else None
+            batches = _batches(train, job) if get_criterion(job.config.criterion).needs_data else None
             result = prune(model, job.config, size, data=batches, latency=job.latency_table,
                            reference=teacher, reference_fraction=fraction)
             current_meta = replace(current_meta, transforms=[*current_meta.transforms, result.transform()],
