@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from converters.config import require_square
 from converters.source import Source
 from mobile_compress.errors import UserError
 
@@ -38,10 +39,8 @@ def load_samples(source: Source, data: str | None, calib_count: int, parity_coun
         raise UserError(f"no data to calibrate and check {source.path} on",
                         hint="pass --calib DATA (an image folder, an .npz file or 'builtin'), "
                              "preprocessed as in training")
-    h, w = source.input_size
-    if h != w:
-        raise UserError(f"input size {h}x{w} is not square; the data readers make square images",
-                        hint="convert with a square --input-size")
+    require_square(source.input_size)  # a source's own size (a .pt2 or .onnx with a fixed one)
+    h = source.input_size[0]
     if source.channels != 3:
         raise UserError(f"the model takes {source.channels} channels; the data readers give RGB images",
                         hint="conversion with calibration data supports 3-channel models")

@@ -101,6 +101,16 @@ class ConvertConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', ' ')} must be >= 1",
                                 hint=f"pass --{name.replace('_', '-')} N with N >= 1")
+        if self.input_size is not None:
+            require_square(self.input_size)
+
+
+def require_square(size: tuple[int, int]) -> None:
+    """Every conversion reads calibration images, and the data readers make square ones."""
+    h, w = size
+    if h != w:
+        raise UserError(f"input size {h}x{w} is not square; the data readers make square images",
+                        hint="convert with a square --input-size")
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ top-1 agreement with the float model (93% on MobileNetV3-Large x0.5, whether it 
 on 32, 256 or 1,000 images), while the same images through our fake-quant twin
 (``mobile_compress.quantization.prepare`` + ``calibrate``: min/max per tensor, including
 the inner tensors of each hardswish) and the range transfer that quantized checkpoints
-use (``qat_export.int8_artifact``) agreed on 99% (100% with 512 images), at about the same
+use (``converters.range_transfer``) agreed on 99% (100% with 512 images), at about the same
 speed. The twin is a post-training quantization of the model; parity is still measured
 against the float model.
 
@@ -39,6 +39,13 @@ def observed_twin(module: Any, calib_nchw: np.ndarray, batch_size: int = 1) -> A
     return twin.eval()
 
 
+def require_observable(requested: str, kind: str, path: Any) -> None:
+    """``observers`` needs a PyTorch model to observe: a checkpoint (known from the path, before loading)."""
+    if requested == "observers" and kind != "checkpoint":
+        raise UserError(f"--int8-ranges observers needs a checkpoint; {path} is a {kind} file",
+                        hint="convert the checkpoint it came from, or use --int8-ranges onnx2tf")
+
+
 def choose_twin(requested: str, source: Any, calib_nchw: np.ndarray, batch_size: int) -> tuple[Any, str]:
     """(twin or None, what the int8 artifact's ranges come from, for the report).
 
@@ -48,9 +55,7 @@ def choose_twin(requested: str, source: Any, calib_nchw: np.ndarray, batch_size:
     if requested == "onnx2tf":
         return None, "onnx2tf calibration (asked for)"
     if source.kind != "checkpoint":
-        if requested == "observers":
-            raise UserError(f"--int8-ranges observers needs a checkpoint; {source.path} is a {source.kind} file",
-                            hint="convert the checkpoint it came from, or use --int8-ranges onnx2tf")
+        require_observable(requested, source.kind, source.path)
         return None, f"onnx2tf calibration ({source.kind} source: no PyTorch model to observe)"
     try:
         twin = observed_twin(source.module, calib_nchw, batch_size)

@@ -54,8 +54,9 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
                  layout: str = "nhwc", int8_io: str = "int8", batch_size: int = 1) -> TfliteBuild:
     """Convert ``onnx_path`` (not modified) to the TFLite ``formats`` inside ``work_dir``.
 
-    ``calib_nchw``: normalized float32 images (N, C, H, W) for int8 calibration and for
-    onnx2tf's own test inference.
+    ``calib_nchw``: normalized float32 images (N, C, H, W). TFLite's converter calibrates the
+    int8 flavour on all of them (the only calibration here: onnx2tf itself runs the first batch
+    for its own checks, and the float flavours need none).
     """
     from converters import tflite_convert
 
@@ -65,7 +66,7 @@ def build_tflite(onnx_path: Path, work_dir: Path, formats: tuple[str, ...], cali
     rewrites = _prepare_copy(onnx_path, model_copy, batch_size)
     nhwc = layout == "nhwc"
     calib = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1) if nhwc else calib_nchw, dtype=np.float32)
-    np.save(work_dir / "calib.npy", calib)
+    np.save(work_dir / "calib.npy", calib[:batch_size])  # onnx2tf's test inference runs one batch
     np.save(work_dir / SAMPLE_FILE, _sample_images(calib_nchw))
     zero = np.zeros((1, 1, 1, 1), np.float32)
     kwargs: dict[str, Any] = dict(

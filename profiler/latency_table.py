@@ -21,6 +21,9 @@ latency target means the phone's latency.
 Cost, measured on the project's shared 2-core host: one variant (ONNX export, onnx2tf,
 timing) took 28-40 s for MobileNetV2-0.5 at 32x32, so the default 8 conversions take
 about 5 minutes, against hundreds of conversions for a per-layer, per-width sweep.
+
+``obtain_latency_table`` is what the prune command and the recipes' prune stage call: the given
+table, the one an interrupted run saved in its folder, or a new one, measured and saved there.
 """
 from __future__ import annotations
 
@@ -49,6 +52,10 @@ from profiler.devices import open_device
 from profiler.model_id import identify
 
 KINDS = ("conv1x1", "convkxk", "dwconv", "linear")
+#: The delegates a phone's table can be timed on (one thread each); the host interpreter is XNNPACK.
+TABLE_DELEGATES = ("cpu", "gpu", "nnapi")
+#: Where a prune run keeps the table it measured, so that a resumed run prices with the same table.
+LATENCY_FILE = "latency_table.json"
 
 
 def layer_kind(layer: LayerCount) -> str | None:
@@ -241,3 +248,45 @@ def build_latency_table(source: str | nn.Module, input_size: int | tuple[int, in
                          for v, p in zip(measured, predicted)],
             "max_relative_error": float(np.max(np.abs(predicted - b) / b))}
     return LatencyTable(float(coef[0]), layers, info)
+
+
+@dataclass
+class ObtainedTable:
+    """A latency table and its file; ``measured``: built by this call (else read from ``path``)."""
+
+    table: LatencyTable
+    path: Path
+    measured: bool
+
+
+def obtain_latency_table(checkpoint: str | Path, out_dir: str | Path, table_path: str | Path | None = None, *,
+                         device: str | None = None, delegate: str = "cpu", transport: str | None = None,
+                         opener: Opener | None = None, reuse: bool = True,
+                         progress: Callable[[str], None] = print) -> ObtainedTable:
+    """The table a latency target prunes ``checkpoint`` against, measured only when there is none to read.
+
+    ``table_path`` given: that file. Otherwise ``out_dir/latency_table.json`` when ``reuse`` and an
+    earlier (interrupted) run saved one there. Otherwise measured -- on the phone ``device``
+    (``delegate``, reached over ``transport`` or through ``opener``; the profiler's files go to
+    ``out_dir/latency_profile``) or on the host LiteRT interpreter -- and saved there.
+    """
+    if table_path is not None:
+        return ObtainedTable(LatencyTable.load(table_path), Path(table_path), measured=False)
+    out = Path(out_dir)
+    table_file = out / LATENCY_FILE
+    if reuse and table_file.is_file():
+        progress(f"latency table: reusing {table_file}, measured by the earlier run")
+        return ObtainedTable(LatencyTable.load(table_file), table_file, measured=False)
+    if delegate not in TABLE_DELEGATES:
+        raise UserError(f"unknown latency delegate {delegate!r}", hint=f"choose one of {', '.join(TABLE_DELEGATES)}")
+    timer = None
+    if device is not None:
+        timer = device_timer(device, table_settings(delegate),
+                             opener=opener or (lambda serial: open_device(serial, transport)),
+                             out_dir=out / "latency_profile", progress=progress)
+    progress(f"measuring a per-layer latency table on {device or 'the host LiteRT interpreter'} "
+             "(a few conversions) ...")
+    table = build_latency_table(str(checkpoint), timer=timer, log=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    table.save(table_file)
+    return ObtainedTable(table, table_file, measured=True)

@@ -185,3 +185,75 @@ def test_train_runs_under_torchrun_with_two_processes(tmp_path) -> None:
     history = [json.loads(line) for line in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1
     assert proc.stdout.count("best top-1") == 1, proc.stdout  # one summary table, from rank 0
+
+
+def _checkpoint(path: Path, size: int, arch: str = "resnet20", **options) -> Path:
+    """An untrained digits classifier saved as a checkpoint."""
+    import models
+    from mobile_compress.data.normalization import DIGITS
+    from mobile_compress.training import CheckpointMeta, save_checkpoint
+
+    torch.manual_seed(0)
+    model = models.create(arch, num_classes=10, **options)
+    save_checkpoint(path, model, CheckpointMeta(arch=arch, options=options, num_classes=10, input_size=size,
+                                                normalization=DIGITS.to_dict(), labels=[str(i) for i in range(10)]))
+    return path
+
+
+def test_quantize_converts_its_checkpoint_and_exits_1_below_the_bar(tmp_path, capsys, monkeypatch) -> None:
+    """The conversion is replaced by a report below the bar: what is checked is what the command asks for and
+    what it does with the answer (the slow tests/test_quantization_export.py converts for real)."""
+    from types import SimpleNamespace
+
+    import workflows.compress
+
+    asked = []
+
+    def fake_convert(config):
+        asked.append(config)
+        parity = SimpleNamespace(top1_agreement=0.95, top1_accuracy=0.5, reference_top1_accuracy=0.52)
+        art = SimpleNamespace(path=str(Path(config.out_dir) / "model_int8.tflite"), parity=parity,
+                              io={"range_transfer": {"unmapped": []}})
+        return SimpleNamespace(problems=["int8: top-1 agreement 0.950 < 0.99"], artifact=lambda fmt: art)
+
+    monkeypatch.setattr(workflows.compress, "convert", fake_convert)
+    ck = _checkpoint(tmp_path / "ck", 16, "mobilenet_v2", width_mult=0.35, small_input=True)
+    common = ["quantize", "--method", "ptq", str(ck), "--data", "builtin", "--calib-images", "16", "--json"]
+    code, out, err = run_cli(capsys, *common, "--out", str(tmp_path / "q"), "--int8-io", "uint8",
+                             "--parity-samples", "50")
+    assert code == 1 and "mobile-compress: quantize: int8: top-1 agreement 0.950 < 0.99" in err
+    [config] = asked
+    assert config.source == str(tmp_path / "q" / "checkpoint") and config.out_dir == str(tmp_path / "q" / "int8")
+    assert config.formats == ("int8",) and config.calib == "builtin" and config.int8_io == "uint8"
+    assert config.parity_samples == 50 and config.thresholds.int8_min_top1 == 0.99
+    row = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert json.loads(out) == row and row["tflite_agreement"] == 0.95 and row["method"] == "ptq"
+    assert row["sim_top1_parity_set"] == 0.52 and row["range_transfer"] == {"unmapped": []}
+
+    code, out, err = run_cli(capsys, *common, "--out", str(tmp_path / "q2"), "--no-convert")
+    assert code == 0 and len(asked) == 1 and "tflite" not in json.loads(out)
+
+
+def test_prune_measures_its_latency_table_once_and_keeps_json_output_clean(tmp_path, capsys, monkeypatch) -> None:
+    """Measuring is replaced by a table priced per MAC: the table is measured once, saved in OUT, reused on
+    --resume, and its progress lines stay off stdout when --json asks for JSON there."""
+    import models
+    from mobile_compress.pruning import LatencyTable, LayerLatency, build_graph, example_input
+    from profiler import latency_table
+
+    ck = _checkpoint(tmp_path / "ck", 32)
+    model = models.create("resnet20", num_classes=10)
+    graph = build_graph(model, example_input(model, 32))
+    table = LatencyTable(0.05, {u.name: LayerLatency(1e-8, 1e-6) for u in graph.uses.values() if u.kind != "bn"})
+    measured = []
+    monkeypatch.setattr(latency_table, "build_latency_table", lambda source, **_: measured.append(source) or table)
+    argv = ["prune", str(ck), "--target", "latency=0.7", "--epochs-per-step", "0", "--out", str(tmp_path / "out"),
+            "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["steps"][0]["prune"]["latency_after_ms"] <= 0.7 * report["steps"][0]["prune"]["latency_before_ms"]
+    assert measured == [str(ck)] and (tmp_path / "out" / "latency_table.json").is_file()
+    assert "latency table written to" in err
+    code, out, err = run_cli(capsys, *argv, "--resume")
+    assert code == 0 and len(measured) == 1 and "reusing" in err and json.loads(out)["checkpoint"]

@@ -175,7 +175,7 @@ def test_pt2_source_and_a_broken_threshold_exit_nonzero_naming_the_artifact(chec
 
 
 def test_int8_ranges_from_onnx2tf_on_request_and_when_ours_fail(checkpoint, tmp_path, monkeypatch) -> None:
-    import converters.qat_export as qat_export
+    import converters.range_transfer as range_transfer
 
     rc = main(["convert", str(checkpoint), "--out", str(tmp_path / "asked"), "--formats", "int8",
                "--int8-ranges", "onnx2tf", "--quiet", *CALIB])
@@ -186,7 +186,7 @@ def test_int8_ranges_from_onnx2tf_on_request_and_when_ours_fail(checkpoint, tmp_
     def broken(*args, **kwargs):
         raise RuntimeError("a range transfer that went wrong")
 
-    monkeypatch.setattr(qat_export, "int8_artifact", broken)
+    monkeypatch.setattr(range_transfer, "transfer_ranges", broken)
     rc = main(["convert", str(checkpoint), "--out", str(tmp_path / "auto"), "--formats", "int8", "--quiet", *CALIB])
     auto = _artifact(json.loads((tmp_path / "auto" / "report.json").read_text()), "int8")
     assert rc == 0 and auto["passed"] and (tmp_path / "auto" / "model_int8.tflite").is_file()

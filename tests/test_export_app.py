@@ -360,6 +360,40 @@ def test_bad_options_are_user_errors(models_dir, tmp_path) -> None:
             _export(models_dir, tmp_path, **kw)
 
 
+def _conversion(folder: Path, models_dir, model: str = "float", fmt: str = "fp32",
+                checkpoint: str = "checkpoint") -> Path:
+    """A conversion output as `mobile-compress convert` writes it: model_FMT.tflite and report.json naming the source."""
+    folder.mkdir(parents=True)
+    path = shutil.copy(models_dir[model], folder / f"model_{fmt}.tflite")
+    (folder / "report.json").write_text(json.dumps({
+        "source_kind": "checkpoint", "source": str(models_dir[checkpoint]),
+        "artifacts": [{"format": fmt, "path": str(path), "error": None, "parity": None, "problems": []}]}))
+    return folder
+
+
+def test_a_conversion_is_bundled_as_is_only_when_it_is_the_model_the_export_would_convert(models_dir,
+                                                                                         tmp_path) -> None:
+    from converters.app_bundle import conversion_mismatch
+
+    checkpoint = models_dir["checkpoint"]
+    fp32 = _conversion(tmp_path / "fp32", models_dir)
+    assert conversion_mismatch(fp32, "fp32", checkpoint) is None
+    assert "has no int8 TFLite model" in conversion_mismatch(fp32, "int8", checkpoint)
+    assert "not from" in conversion_mismatch(fp32, "fp32", models_dir["unlabelled_checkpoint"])
+    int8 = _conversion(tmp_path / "int8", models_dir, "int8", "int8")
+    assert "int8_io: float" in conversion_mismatch(int8, "int8", checkpoint)  # MediaPipe needs float32 input
+
+    smaller = shutil.copytree(checkpoint, tmp_path / "ckpt16")
+    meta = json.loads((smaller / "checkpoint.json").read_text())
+    (smaller / "checkpoint.json").write_text(json.dumps({**meta, "input_size": 16}))
+    resized = _conversion(tmp_path / "resized", models_dir | {"checkpoint": smaller})
+    assert "[1, 16, 16, 3]" in conversion_mismatch(resized, "fp32", smaller)
+
+    per_channel = _conversion(tmp_path / "imagenet", models_dir, checkpoint="imagenet_checkpoint")
+    assert "fold_normalization" in conversion_mismatch(per_channel, "fp32", models_dir["imagenet_checkpoint"])
+    assert conversion_mismatch(per_channel, "fp32", models_dir["imagenet_checkpoint"], fold_normalization=False) is None
+
+
 # ----------------------------------------------------------------------------- the real thing
 
 

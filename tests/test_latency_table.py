@@ -1,4 +1,5 @@
-"""The measured per-layer latency table (slow: it converts a few variants with onnx2tf)."""
+"""The measured per-layer latency table (the measuring tests are slow: they convert a few variants with onnx2tf),
+and where a prune run gets its table from."""
 from __future__ import annotations
 
 import json
@@ -8,12 +9,15 @@ import pytest
 import torch
 
 import models
-from mobile_compress.pruning import LatencyTable, PruneConfig, prune
-from profiler.latency_table import build_latency_table, tflite_latency_ms
+from mobile_compress.errors import UserError
+from mobile_compress.pruning import LatencyTable, LayerLatency, PruneConfig, prune
+from profiler import latency_table
+from profiler.latency_table import LATENCY_FILE, build_latency_table, obtain_latency_table, tflite_latency_ms
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
+pytestmark = [pytest.mark.usefixtures("single_thread")]
 
 
+@pytest.mark.slow
 def test_table_from_few_conversions_drives_a_latency_target(tmp_path: Path) -> None:
     model = models.create("mobilenet_v2", num_classes=10, small_input=True, width_mult=0.5).eval()
     table = build_latency_table(model, 32, variants=6, runs=20, min_seconds=0.5, log=lambda s: None)
@@ -29,6 +33,7 @@ def test_table_from_few_conversions_drives_a_latency_target(tmp_path: Path) -> N
     assert after < 0.85 * before  # measured, on a shared CPU: the cut is real, the exact figure is noisy
 
 
+@pytest.mark.slow
 def test_table_measured_on_a_phone_through_the_profiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The virtual device over real ADB packets: variants pushed, run by benchmark_model, timed, fitted."""
     from android_harness.delegates import DelegateConfig
@@ -67,3 +72,37 @@ def test_table_measured_on_a_phone_through_the_profiler(tmp_path: Path, monkeypa
     result = prune(model, PruneConfig(target="latency=0.7"), 32, latency=table)
     assert result.latency_after_ms <= 0.7 * result.latency_before_ms
 
+
+
+def test_obtain_reads_a_given_table_reuses_a_saved_one_and_measures_otherwise(tmp_path: Path, monkeypatch) -> None:
+    """Measuring is replaced by a recorder: what is checked is which table a prune run gets, and where it is saved."""
+    measured: list[tuple[str, str]] = []
+
+    def fake_build(source, input_size=None, *, timer=None, log=print, **_):
+        runtime = getattr(timer, "description", "host LiteRT interpreter")
+        measured.append((source, runtime))
+        return LatencyTable(0.1 * len(measured), {"fc": LayerLatency(1e-8)}, {"runtime": runtime})
+
+    monkeypatch.setattr(latency_table, "build_latency_table", fake_build)
+    lines: list[str] = []
+    out = tmp_path / "out"
+    first = obtain_latency_table("ck", out, progress=lines.append)
+    assert first.measured and first.path == out / LATENCY_FILE and measured == [("ck", "host LiteRT interpreter")]
+    assert LatencyTable.load(first.path).base_ms == first.table.base_ms
+    assert "on the host LiteRT interpreter" in lines[0]
+
+    again = obtain_latency_table("ck", out, progress=lines.append)  # a resumed run: the saved table, not a new one
+    assert not again.measured and again.table.base_ms == first.table.base_ms and len(measured) == 1
+    assert "reusing" in lines[-1]
+    fresh = obtain_latency_table("ck", out, reuse=False, progress=lines.append)
+    assert fresh.measured and len(measured) == 2 and LatencyTable.load(out / LATENCY_FILE).base_ms == fresh.table.base_ms
+
+    given = obtain_latency_table("ck", tmp_path / "other", out / LATENCY_FILE, progress=lines.append)
+    assert not given.measured and given.path == out / LATENCY_FILE and not (tmp_path / "other").exists()
+    with pytest.raises(UserError, match="missing.json"):
+        obtain_latency_table("ck", out, tmp_path / "missing.json")
+
+    phone = obtain_latency_table("ck", tmp_path / "phone", device="PHONE1", delegate="gpu", progress=lines.append)
+    assert phone.measured and measured[-1][1].startswith("PHONE1") and "gpu" in measured[-1][1]
+    with pytest.raises(UserError, match="unknown latency delegate 'tpu'"):
+        obtain_latency_table("ck", tmp_path / "tpu", device="PHONE1", delegate="tpu")

@@ -15,7 +15,7 @@ from torch import nn
 
 import models
 from mobile_compress.errors import UserError
-from mobile_compress.quantization import (QatHook, activation_ranges, calibrate, deploy_model, prepare,
+from mobile_compress.quantization import (QatHook, activation_ranges, build_integer_graph, calibrate, prepare,
                                           set_bn_frozen, set_observing)
 from mobile_compress.quantization import scheme
 from mobile_compress.quantization.fake_quant import ActivationFakeQuant, calibrating, fake_quant_weight
@@ -96,7 +96,7 @@ def test_observer_ema_in_training_minmax_when_calibrating_nothing_in_eval() -> N
 
 
 @pytest.mark.parametrize("name,options", FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_every_family_prepares_trains_a_step_and_deploys(name, options, single_thread) -> None:
+def test_every_family_prepares_trains_a_step_and_has_an_integer_graph(name, options, single_thread) -> None:
     model = _family(name, options)
     convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
     x = torch.randn(4, *SHAPE[1:])
@@ -112,13 +112,13 @@ def test_every_family_prepares_trains_a_step_and_deploys(name, options, single_t
     first = next(m for m in q.modules() if isinstance(m, QConv)).conv.weight
     assert first.grad is not None and first.grad.abs().sum() > 0  # gradients flow through the fake quantizers
     q.eval()
-    deployed = deploy_model(q)
-    assert not any(isinstance(m, (nn.BatchNorm2d, ActivationFakeQuant, QConv, QLinear)) for m in deployed.modules())
-    for m in deployed.modules():  # TFLite's per-channel quantization will give back exactly these weights
+    integer = build_integer_graph(q).module
+    assert not any(isinstance(m, (nn.BatchNorm2d, ActivationFakeQuant, QConv, QLinear)) for m in integer.modules())
+    for m in integer.modules():  # TFLite's per-channel quantization will give back exactly these weights
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             steps = m.weight / scheme.per_channel_scales(m.weight).reshape(-1, *[1] * (m.weight.dim() - 1))
             assert torch.allclose(steps, steps.round(), atol=1e-3)
-    assert torch.isfinite(deployed(x)).all()
+    assert torch.isfinite(integer(x)).all()
 
 
 @pytest.mark.parametrize("name,options", FAMILIES, ids=[f[0] for f in FAMILIES])
@@ -277,6 +277,49 @@ def test_quantized_checkpoint_rebuilds_through_transforms(tmp_path) -> None:
     assert activation_ranges(loaded) == activation_ranges(q)
 
 
+def test_is_quantized_answers_for_a_meta_its_transforms_and_any_path(tmp_path) -> None:
+    from mobile_compress.quantization import is_quantized
+    from mobile_compress.quantization.rebuild import spec_for
+    from mobile_compress.training import CheckpointMeta, read_meta, save_checkpoint
+
+    options = {"width_mult": 0.25, "small_input": True}
+    model = _family("mobilenet_v2", {"width_mult": 0.25})
+    save_checkpoint(tmp_path / "float", model, CheckpointMeta(arch="mobilenet_v2", num_classes=5, input_size=32,
+                                                              options=options))
+    save_checkpoint(tmp_path / "q", prepare(model, SHAPE), CheckpointMeta(
+        arch="mobilenet_v2", num_classes=5, input_size=32, options=options, transforms=[spec_for("ptq", SHAPE)]))
+    (tmp_path / "model.onnx").write_bytes(b"")
+    for quantized in (tmp_path / "q", str(tmp_path / "q"), tmp_path / "q" / "checkpoint.json",
+                      tmp_path / "q" / "weights.pt", read_meta(tmp_path / "q"), [spec_for("qat", SHAPE)]):
+        assert is_quantized(quantized), quantized
+    for other in (tmp_path / "float", read_meta(tmp_path / "float"), [], tmp_path / "missing", tmp_path / "model.onnx",
+                  tmp_path, tmp_path / "q" / "missing.json"):
+        assert not is_quantized(other), other
+
+
+def test_the_integer_graph_is_the_one_contract_converters_read() -> None:
+    """Everything the range transfer needs, from one call, and consistent with the fake-quant model."""
+    q = prepare(UserNet(), SHAPE)
+    calibrate(q, _tiny_data(), 32)
+    graph = build_integer_graph(q.eval())
+    assert graph.ranges == activation_ranges(q) and graph.fake_quant is q
+    assert set(graph.layers) == set(graph.weight_scales) == {n for n, m in q.named_modules()
+                                                             if isinstance(m, (QConv, QLinear))}
+    for name, (weight, bias, groups) in graph.layers.items():  # the scales TFLite will find in the file
+        assert graph.weight_scales[name] == pytest.approx(scheme.per_channel_scales(torch.from_numpy(weight)).numpy(),
+                                                          rel=1e-7)
+        assert bias.shape == (weight.shape[0],) and groups >= 1
+    assert set(graph.layer_quantizers) <= set(graph.layers) and set(graph.layer_quantizers.values()) <= set(graph.ranges)
+    assert graph.concat_layers and all(set(v) <= set(graph.layers) for v in graph.concat_layers.values())
+    x = torch.randn(2, *SHAPE[1:])
+    values = graph.activations(x)
+    assert {graph.quantizer_of(k) for k in values} == set(graph.ranges)
+    assert not any(isinstance(m, ActivationFakeQuant) for m in graph.module.modules())
+    y = graph.module(x)
+    assert (y - q(x)).abs().max() <= 0.05 * y.abs().max()  # the same function, activation rounding aside
+    assert any(isinstance(m, ActivationFakeQuant) for m in q.modules())  # the fake-quant model is left as it was
+
+
 def test_bad_qat_spec_is_a_user_error() -> None:
     from mobile_compress.quantization.rebuild import apply
 
@@ -311,7 +354,7 @@ def test_cli_quantize_mistakes_exit_2_with_a_message(tmp_path, capsys) -> None:
 
 def test_fc_before_a_hardswish_gets_no_output_quantizer_as_tflite_folds_it() -> None:
     """TFLite computes the hardswish's two pieces from two copies of the FC, never the FC's output in int8."""
-    from mobile_compress.quantization.deploy import quantizer_layers
+    from mobile_compress.quantization.integer_graph import quantizer_layers
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Hardswish(), nn.Linear(16, 4), nn.Hardswish())

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from converters.qat_export import export_int8
+from converters import export_int8
 from converters.tflite_inspect import op_counts
 from converters.tflite_requantize import TfliteModel
-from mobile_compress.quantization import QatHook, activation_ranges, calibrate, prepare
-from mobile_compress.quantization.deploy import deployed_layers
+from mobile_compress.quantization import QatHook, activation_ranges, build_integer_graph, calibrate, prepare
 from test_quantization import FAMILIES, UserNet, _family
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ def _assert_carries_the_training(report, qmodel, exact: bool = True) -> None:
     assert art.error is None, art.error
     transfer = art.io["range_transfer"]
     assert transfer["conflicts"] == []
-    layers = len(deployed_layers(qmodel))
+    layers = len(build_integer_graph(qmodel).layers)
     if exact:
         assert transfer["unmapped"] == [] and transfer["weight_layers_checked"] == layers
     else:

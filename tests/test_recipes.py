@@ -91,6 +91,25 @@ def _bad(tmp_path: Path, edit) -> str:
      "recipe.yaml: stages[2].factorize"),
     (lambda r: r["stages"].append({"factorize": {"energy": 0.9, "input": "@distill", "training": {"lr": -1}}}),
      "recipe.yaml: stages[2].factorize.training.lr"),
+    (lambda r: r["stages"].append({"prune": {"target": "macs=0.5", "latency_device": "PHONE1"}}),
+     "recipe.yaml: stages[2].prune.latency_device: 'PHONE1' applies to latency targets only"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_table": "missing.json"}}),
+     "recipe.yaml: stages[2].prune.latency_table: 'missing.json' does not exist"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_table": "recipe.yaml"}}),
+     "recipe.yaml: stages[2].prune.latency_table: "),  # ... recipe.yaml is not valid JSON
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_table": "d.npz",
+                                             "latency_device": "PHONE1"}}),
+     "recipe.yaml: stages[2].prune.latency_device: 'PHONE1' is not used when latency_table is given"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_delegate": "gpu"}}),
+     "recipe.yaml: stages[2].prune.latency_delegate: 'gpu' applies with latency_device only"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_device": "PHONE1",
+                                             "latency_delegate": "tpu"}}),
+     "recipe.yaml: stages[2].prune.latency_delegate: 'tpu' is not one of cpu, gpu, nnapi"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_device": "PHONE1",
+                                             "latency_transport": "usb3"}}),
+     "recipe.yaml: stages[2].prune.latency_transport: 'usb3' is not one of auto"),
+    (lambda r: r["stages"].append({"prune": {"target": "latency=0.7", "latency_device": 7}}),
+     "recipe.yaml: stages[2].prune.latency_device: 7 is not a non-empty string"),
 ])
 def test_validation_errors_name_the_key(tmp_path, edit, expected) -> None:
     assert expected in _bad(tmp_path, edit)
@@ -275,4 +294,154 @@ def test_builtin_digits_full_chain(tmp_path) -> None:
     assert by_stage["03_prune"][0]["macs"] < by_stage["02_distill"][0]["macs"]
     assert any(r["artifact"].endswith(".tflite") and r["tflite_ms"] for r in by_stage["06_convert"])
     assert by_stage["07_export_app"][0]["artifact"] == "model.tflite"
+    assert json.loads((tmp_path / "run" / "05_quantize" / "quantize.json").read_text())["method"] == "qat"
+    assert result.results[6].metrics["converted_by"] is None  # the convert stage's int8 model takes int8 input
     assert by_stage["08_profile"] and by_stage["08_profile"][0]["profiled_ms"] is not None
+
+
+# ----------------------------------------------------------------------------- latency targets
+
+
+def _untrained(path: Path, size: int, classes: int, **meta) -> Path:
+    """A ResNet-20 checkpoint as a prune (or convert) stage's input, so no training stage is needed."""
+    import torch
+
+    import models
+    from mobile_compress.data.normalization import IMAGENET
+    from mobile_compress.training import CheckpointMeta, save_checkpoint
+
+    torch.manual_seed(0)
+    model = models.create("resnet20", num_classes=classes)
+    meta = {"normalization": IMAGENET.to_dict(), "labels": [str(i) for i in range(classes)], **meta}
+    save_checkpoint(path, model, CheckpointMeta(arch="resnet20", num_classes=classes, input_size=size, **meta))
+    return path
+
+
+def _table_for(checkpoint: Path):
+    """A table that prices every layer by its MACs and outputs, the shape a measured one has."""
+    from mobile_compress.pruning import LatencyTable, LayerLatency, build_graph, example_input
+    from mobile_compress.training import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    graph = build_graph(model, example_input(model, meta.input_size))
+    return LatencyTable(0.001, {u.name: LayerLatency(1e-8, 1e-6) for u in graph.uses.values() if u.kind != "bn"},
+                        {"runtime": "priced by the test"})
+
+
+def _latency_recipe(tmp_path: Path, **prune) -> Path:
+    _npz(tmp_path / "d.npz")
+    _untrained(tmp_path / "ck", 8, 3)
+    return _write(tmp_path, {"data": "d.npz", "latency": False, "stages": [
+        {"prune": {"input": "ck", "target": "latency=0.7", "epochs_per_step": 0, **prune}}]})
+
+
+def test_latency_target_prunes_with_a_saved_table(tmp_path) -> None:
+    path = _latency_recipe(tmp_path, latency_table="table.json")
+    _table_for(tmp_path / "ck").save(tmp_path / "table.json")
+    result = run_recipe(load_recipe(path), tmp_path / "run", log=lambda m: None)
+    metrics = result.results[0].metrics
+    assert metrics["latency_after_ms"] <= 0.7 * metrics["latency_before_ms"]
+    assert metrics["macs_after"] < metrics["macs_before"] and metrics["latency_table"] == str(tmp_path / "table.json")
+    assert not (tmp_path / "run" / "01_prune" / "latency_table.json").exists(), "a given table is not copied"
+
+
+def test_latency_table_is_measured_in_the_stage_folder_and_reused_on_resume(tmp_path, monkeypatch) -> None:
+    """Measuring is replaced by a recorder; the run is killed after the table was saved, then resumed."""
+    import workflows.recipes.stages.prune as prune_stage
+    from profiler import latency_table
+
+    recipe = load_recipe(_latency_recipe(tmp_path))
+    measured: list[str] = []
+    monkeypatch.setattr(latency_table, "build_latency_table",
+                        lambda source, **_: measured.append(source) or _table_for(Path(source)))
+    real_job = prune_stage.run_prune_job
+
+    def killed(job):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(prune_stage, "run_prune_job", killed)
+    lines: list[str] = []
+    with pytest.raises(RuntimeError, match="killed"):
+        run_recipe(recipe, tmp_path / "run", log=lines.append)
+    saved = tmp_path / "run" / "01_prune" / "latency_table.json"
+    assert [Path(m).resolve() for m in measured] == [(tmp_path / "ck").resolve()] and saved.is_file()
+    assert any("measuring a per-layer latency table on the host LiteRT interpreter" in line for line in lines)
+
+    monkeypatch.setattr(prune_stage, "run_prune_job", real_job)
+    result = run_recipe(recipe, tmp_path / "run", resume=True, log=lines.append)
+    assert len(measured) == 1 and any(f"reusing {saved}" in line for line in lines)
+    metrics = result.results[0].metrics
+    assert metrics["latency_table"] == str(saved)
+    assert metrics["latency_after_ms"] <= 0.7 * metrics["latency_before_ms"]
+
+
+@pytest.mark.slow
+def test_latency_target_on_builtin_digits_measures_the_host_and_cuts_the_latency(tmp_path) -> None:
+    """The table measured for real (8 onnx2tf conversions, about 70 s on 2 cores), then the input and the result
+    converted and timed on the host interpreter, round-robin, fastest run of each."""
+    from mobile_compress.data.normalization import DIGITS
+    from mobile_compress.pruning import LatencyTable
+    from mobile_compress.training import load_checkpoint
+    from profiler.latency_table import convert_fp32, interleaved_min_ms
+
+    ck = _untrained(tmp_path / "ck", 32, 10, normalization=DIGITS.to_dict())
+    recipe = {"data": "builtin", "latency": False, "stages": [
+        {"prune": {"input": "ck", "target": "latency=0.7", "epochs_per_step": 0}}]}
+    result = run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run", log=print)
+    metrics = result.results[0].metrics
+    table = LatencyTable.load(tmp_path / "run" / "01_prune" / "latency_table.json")
+    assert table.info["runtime"].startswith("host LiteRT interpreter") and table.info["conversions"] == 8
+    assert metrics["latency_after_ms"] <= 0.7 * metrics["latency_before_ms"]
+    assert metrics["macs_after"] < metrics["macs_before"]
+    paths = {}
+    for name, checkpoint in (("before", ck), ("after", result.results[0].artifact)):
+        model, _ = load_checkpoint(checkpoint)
+        (tmp_path / name).mkdir()
+        paths[name] = convert_fp32(model, (32, 32), tmp_path / name)
+    timed = interleaved_min_ms(paths)
+    print("host LiteRT ms:", timed, "table:", metrics["latency_before_ms"], "->", metrics["latency_after_ms"])
+    assert timed["after"] < timed["before"]
+
+
+# ----------------------------------------------------------------------------- export-app after convert
+
+
+def test_export_app_bundles_the_model_of_the_convert_stage_before_it(tmp_path, monkeypatch) -> None:
+    """One onnx2tf conversion for both stages; the bundle's model differs from the convert stage's only by metadata:
+    the same operators, the same outputs, and the convert stage's parity figures on its card."""
+    import converters
+    import workflows.recipes.stages.convert as convert_stage
+    from converters.parity import run_tflite
+    from converters.tflite_inspect import op_counts
+    from mobile_compress.data.normalization import DIGITS
+
+    real_convert = converters.convert
+    sources: list[str] = []
+
+    def counted(config):
+        sources.append(config.source)
+        return real_convert(config)
+
+    monkeypatch.setattr(converters, "convert", counted)
+    monkeypatch.setattr(convert_stage, "convert", counted)
+    _untrained(tmp_path / "ck", 16, 10, normalization=DIGITS.to_dict(), extra={"data": "builtin"})
+    recipe = {"data": "builtin", "latency": False, "stages": [
+        {"convert": {"input": "ck", "formats": ["fp32"], "calib_samples": 8, "parity_samples": 20}},
+        {"export-app": {"input": "ck", "format": "fp32", "eval_samples": 20, "latency_runs": 0}}]}
+    lines: list[str] = []
+    result = run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run", log=lines.append)
+    assert len(sources) == 1, f"converted {len(sources)} times: {sources}"
+    converted, bundled = result.results
+    assert bundled.metrics["converted_by"] == converted.artifact
+    assert any("bundling the fp32 model of" in line for line in lines)
+
+    model = Path(converted.metrics["artifacts"]["fp32"]["path"])
+    bundle = tmp_path / "run" / "02_export_app" / "model.tflite"
+    assert bundle.stat().st_size > model.stat().st_size  # the metadata and the labels
+    assert op_counts(bundle) == op_counts(model)
+    x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    assert np.array_equal(run_tflite(bundle, x, "nhwc"), run_tflite(model, x, "nhwc"))
+    report = json.loads((Path(converted.artifact) / "report.json").read_text())
+    card = json.loads((tmp_path / "run" / "02_export_app" / "model_card.json").read_text())
+    assert card["accuracy"]["parity"]["figures"] == next(a["parity"] for a in report["artifacts"]
+                                                         if a["format"] == "fp32")

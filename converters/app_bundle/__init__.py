@@ -12,6 +12,7 @@ from converters.app_bundle.metadata import read_metadata
 from converters.app_bundle.card_metrics import eval_images
 from converters.app_bundle.fold import renormalize
 from converters.app_bundle.io_spec import read_io
+from converters.app_bundle.sources import conversion_mismatch
 
-__all__ = ["APP_FORMATS", "AppBundle", "AppExportConfig", "eval_images", "export_app", "read_io", "read_metadata",
-           "renormalize"]
+__all__ = ["APP_FORMATS", "AppBundle", "AppExportConfig", "conversion_mismatch", "eval_images", "export_app", "read_io",
+           "read_metadata", "renormalize"]

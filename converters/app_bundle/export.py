@@ -7,7 +7,6 @@ accuracy on --data and host latency -> model card (JSON, Markdown) -> Kotlin sni
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from converters.app_bundle import card as card_mod
-from converters.app_bundle.fold import UNIT, export_folded, needs_folding
+from converters.app_bundle.fold import UNIT, export_folded
 from converters.app_bundle.config import CARD_JSON, CARD_MD, KOTLIN_FILE, LABELS_FILE, MODEL_FILE, AppExportConfig
 from converters.app_bundle.io_spec import Preprocessing, check_client_io, preprocessing, read_io
 from converters.app_bundle.kotlin import kotlin_snippet
 from converters.app_bundle.labels import labels_text, resolve_labels
-from converters.app_bundle.sources import BundleSource, resolve
+from converters.progress import Progress
+from converters.app_bundle.sources import BundleSource, converts_folded, resolve
 from mobile_compress.errors import UserError
+from mobile_compress.quantization import is_quantized
 from mobile_compress.report import write_bytes, write_json, write_text
 
 _PACKAGES = ("mobile-compress", "torch", "onnx2tf", "tensorflow", "ai-edge-litert", "mediapipe")
@@ -42,18 +43,6 @@ class AppBundle:
         return not self.problems
 
 
-class _Steps:
-    """``[2/6] converting ...`` lines on stderr."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.index = total, enabled, 0
-
-    def __call__(self, text: str) -> None:
-        self.index += 1
-        if self.enabled:
-            print(f"[{self.index}/{self.total}] {text}", file=sys.stderr, flush=True)
-
-
 def export_app(config: AppExportConfig) -> AppBundle:
     """Write the bundle for ``config``; UserError for bad input (nothing written then).
 
@@ -64,9 +53,9 @@ def export_app(config: AppExportConfig) -> AppBundle:
     from mobile_compress.training import load_checkpoint
 
     config.validate()
-    steps = _Steps(6, config.progress)
+    steps = Progress(6, config.progress)
     source = resolve(config.source, config.format, config.checkpoint)
-    steps(f"loading checkpoint {source.checkpoint}")
+    steps.line(f"loading checkpoint {source.checkpoint}")
     model, meta = load_checkpoint(source.checkpoint)
     meta_file = source.checkpoint / "checkpoint.json"
     labels = resolve_labels(meta.labels, meta_file, config.labels_file, meta.num_classes)
@@ -79,8 +68,8 @@ def export_app(config: AppExportConfig) -> AppBundle:
                         hint="pass --data DATA (an image folder, an .npz file or 'builtin'), preprocessed as in training")
     norm = Normalization.from_dict(meta.normalization)
     # A quantization-aware checkpoint converts through its own int8 path (trained ranges), not through a .pt2.
-    quantized = any(t.get("kind") == "qat" for t in meta.transforms)
-    fold = source.tflite is None and config.fold_normalization and needs_folding(norm) and not quantized
+    quantized = is_quantized(meta)
+    fold = source.tflite is None and converts_folded(norm, quantized, config.fold_normalization)
     work = Path(tempfile.mkdtemp(prefix="mobile-compress-export-app-"))
     try:
         tflite, artifact = _tflite(config, source, work, steps, model, meta, norm if fold else None)
@@ -89,11 +78,11 @@ def export_app(config: AppExportConfig) -> AppBundle:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _tflite(config: AppExportConfig, source: BundleSource, work: Path, steps: _Steps, model: Any, meta: Any,
+def _tflite(config: AppExportConfig, source: BundleSource, work: Path, steps: Progress, model: Any, meta: Any,
             fold: Any) -> tuple[Path, dict | None]:
     """The .tflite to bundle and its conversion-report entry; ``fold``: the normalisation to build in, or None."""
     if source.tflite is not None:
-        steps(f"using {source.tflite}" + (f" (parity from {source.report_path})" if source.artifact else ""))
+        steps.line(f"using {source.tflite}" + (f" (parity from {source.report_path})" if source.artifact else ""))
         return source.tflite, source.artifact
     from converters import ConvertConfig, convert
 
@@ -102,8 +91,8 @@ def _tflite(config: AppExportConfig, source: BundleSource, work: Path, steps: _S
         size = meta.input_size if isinstance(meta.input_size, tuple) else (meta.input_size, meta.input_size)
         src, normalization = str(export_folded(model, fold, size, work / "model.pt2")), UNIT
         calib = config.data or meta.extra.get("data")
-    steps(f"converting {source.checkpoint} to {config.format} TFLite (with parity check"
-          f"{'; per-channel normalisation folded into the model' if fold is not None else ''})")
+    steps.line(f"converting {source.checkpoint} to {config.format} TFLite (with parity check"
+               f"{'; per-channel normalisation folded into the model' if fold is not None else ''})")
     report = convert(ConvertConfig(
         source=src, out_dir=str(work / "convert"), formats=(config.format,), calib=calib, normalization=normalization,
         int8_io="float", calib_samples=config.calib_samples, parity_samples=config.parity_samples,
@@ -116,7 +105,7 @@ def _tflite(config: AppExportConfig, source: BundleSource, work: Path, steps: _S
 
 
 def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any, labels: list[str], tflite: Path,
-            artifact: dict | None, steps: _Steps, norm: Any, input_norm: Any) -> AppBundle:
+            artifact: dict | None, steps: Progress, norm: Any, input_norm: Any) -> AppBundle:
     """``norm``: the training normalisation; ``input_norm``: what the .tflite takes (UNIT when folded)."""
     from converters.app_bundle import card_metrics
     from converters.app_bundle.metadata import ModelInfo, write_metadata
@@ -135,7 +124,7 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
                                           f"{io.height}x{io.width} RGB input, {_flavour(io, artifact)} TFLite.",
         input_description=f"RGB image, {io.height}x{io.width}, {prep.feed}.",
         output_description=f"{_meaning(io)} for the {len(labels)} classes in {LABELS_FILE}.")
-    steps(f"writing {MODEL_FILE} with metadata and {LABELS_FILE}")
+    steps.line(f"writing {MODEL_FILE} with metadata and {LABELS_FILE}")
     out_dir = Path(config.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"model": out_dir / MODEL_FILE, "labels": out_dir / LABELS_FILE, "card_json": out_dir / CARD_JSON,
@@ -148,20 +137,20 @@ def _bundle(config: AppExportConfig, source: BundleSource, model: Any, meta: Any
     size = (io.height, io.width)
     accuracy = None
     if config.data:
-        steps(f"measuring top-1 of {MODEL_FILE} on {config.data}")
+        steps.line(f"measuring top-1 of {MODEL_FILE} on {config.data}")
         accuracy = card_metrics.accuracy(files["model"], model, config.data, io.height, norm, input_norm,
                                     config.eval_samples, config.cache_dir).to_dict()
     else:
-        steps("no --data: accuracy from the checkpoint only")
+        steps.line("no --data: accuracy from the checkpoint only")
     latency = None
     if config.latency_runs:
-        steps(f"timing {MODEL_FILE} on the host LiteRT interpreter")
+        steps.line(f"timing {MODEL_FILE} on the host LiteRT interpreter")
         latency = card_metrics.latency(files["model"], config.latency_runs)
     else:
-        steps("host latency skipped (--latency-runs 0)")
+        steps.line("host latency skipped (--latency-runs 0)")
     stats = model_stats(model, (3, *size))
     card = _card(source, meta, labels, info, io, prep, norm, input_norm, artifact, stats, files, accuracy, latency)
-    steps(f"writing {CARD_JSON}, {CARD_MD} and {KOTLIN_FILE}")
+    steps.line(f"writing {CARD_JSON}, {CARD_MD} and {KOTLIN_FILE}")
     write_json(files["card_json"], card)
     write_text(files["card_md"], card_mod.render_markdown(card))
     write_text(files["kotlin"], kotlin_snippet(card))

@@ -3,6 +3,8 @@
 SRC is a checkpoint (converted here), a ``mobile-compress convert`` output directory
 (its report.json names the checkpoint and holds the parity figures), or a bare .tflite
 (then --checkpoint is required: labels, normalisation and metrics come from it).
+``conversion_mismatch`` says whether a conversion output holds the very model an export
+of the checkpoint would convert, so that a recipe bundles it instead of converting again.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from mobile_compress.errors import UserError
 
 CONVERT_REPORT = "report.json"  # converters.api.REPORT_FILE; named here to keep heavy imports out
 CHECKPOINT_META = "checkpoint.json"
+# What export_app converts to (every format, int8 included: int8 compute inside): one NHWC image of the
+# checkpoint's size in, scores out, both float32.
+BUNDLE_DTYPE = "float32"
 
 
 @dataclass
@@ -102,3 +107,47 @@ def _need_checkpoint(tflite: Path, checkpoint: str | None) -> Path:
         raise UserError(f"--checkpoint {path} is not a checkpoint (no {CHECKPOINT_META} in it)",
                         hint="pass the checkpoint directory the model was converted from")
     return path
+
+
+def converts_folded(norm: Any, quantized: bool, fold_normalization: bool) -> bool:
+    """Whether an export that converts a checkpoint builds its normalisation ``norm`` into the model: asked for,
+    needed (MediaPipe takes one mean/std for all channels) and possible (a quantized checkpoint converts through
+    its own int8 path, with its trained ranges)."""
+    from converters.app_bundle.fold import needs_folding
+
+    return fold_normalization and needs_folding(norm) and not quantized
+
+
+def conversion_mismatch(directory: str | Path, fmt: str, checkpoint: str | Path,
+                        fold_normalization: bool = True) -> str | None:
+    """Why the ``fmt`` model in the conversion output ``directory`` is not the one an export of ``checkpoint``
+    would convert (None: it is, so the bundle can take it, adding only metadata)."""
+    from converters.app_bundle.io_spec import read_io
+    from mobile_compress.data import Normalization
+    from mobile_compress.quantization import is_quantized
+    from mobile_compress.training import read_meta
+
+    directory, checkpoint = Path(directory), Path(checkpoint)
+    try:
+        found = _from_conversion(directory, fmt, str(checkpoint))
+    except UserError as err:
+        return err.message
+    report = json.loads(found.report_path.read_text())
+    source = report.get("source")
+    if report.get("source_kind") != "checkpoint" or not source or Path(source).resolve() != checkpoint.resolve():
+        return f"{directory} was converted from {source}, not from {checkpoint}"
+    if found.artifact is None or found.artifact.get("error"):
+        return f"{found.report_path} has no working {fmt} entry"
+    meta = read_meta(checkpoint)
+    h, w = meta.input_size if isinstance(meta.input_size, (tuple, list)) else (meta.input_size, meta.input_size)
+    io = read_io(found.tflite)
+    wanted = ([1, h, w, 3], BUNDLE_DTYPE, BUNDLE_DTYPE)
+    if (list(io.input.shape), io.input.dtype, io.output.dtype) != wanted:
+        return (f"its {fmt} model takes {io.input.dtype} {io.input.shape} and gives {io.output.dtype}, and the app "
+                f"bundle's takes {wanted[1]} {wanted[0]} (NHWC) and gives {wanted[2]}"
+                + (" (convert with int8_io: float)" if fmt == "int8" and io.input.dtype != BUNDLE_DTYPE else ""))
+    norm = Normalization.from_dict(meta.normalization) if meta.normalization else None
+    if norm is not None and converts_folded(norm, is_quantized(meta), fold_normalization):
+        return ("the bundle builds the checkpoint's per-channel normalisation into its model "
+                "(fold_normalization), and the conversion has none built in")
+    return None

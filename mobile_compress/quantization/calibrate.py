@@ -13,7 +13,7 @@ def calibrate(model: nn.Module, data: Dataset, images: int = 512, batch_size: in
     """Widen every activation range to the min/max over ``images`` images spread over ``data``; returns the count.
 
     Runs in eval mode, so BatchNorm is already folded with its running statistics,
-    exactly as deployed.
+    exactly as TFLite runs it.
     """
     n = len(data)  # type: ignore[arg-type]
     take = min(images, n)

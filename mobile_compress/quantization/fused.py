@@ -6,15 +6,15 @@ that. While BatchNorm still learns (before the freeze), it uses the folding of
 Krishnamoorthi (2018) / torch.ao: the conv runs with weights folded by the running
 statistics and quantized, its output is scaled back and normalised with the batch
 statistics, so the statistics keep tracking the data; after the freeze (and in eval
-mode) the op is the deployed one: quantized folded weights, folded bias, activation.
+mode) the op is the one TFLite runs: quantized folded weights, folded bias, activation.
 
 The bias is rounded as TFLite stores it: int32 in units of input scale x weight scale
 (``input_quant`` is the quantizer of the layer's input, set by ``prepare``).
 
-A hardsigmoid after a conv (squeeze-excitation) is deployed as ``relu6(conv + 3) * (1/6)``:
+A hardsigmoid after a conv (squeeze-excitation) runs in TFLite as ``relu6(conv + 3) * (1/6)``:
 the ``+ 3`` folds into the conv's bias (``post_affine``), ReLU6 fuses into it, and the
 ``* (1/6)`` is a MUL with a scale of its own (``MulConstant``); XNNPACK runs all of it
-in int8. Hardswish is deployed as ``(x * (1/6)) * relu6(x + 3)`` (``DecomposedHardswish``),
+in int8. Hardswish runs as ``(x * (1/6)) * relu6(x + 3)`` (``DecomposedHardswish``),
 the form the converters hand to TFLite, each piece with its own int8 scale.
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class QConv(nn.Module):
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
 
     def to_float(self) -> nn.Module:
-        """The deployed op as plain layers: conv with quantized folded weights and folded bias, then activation."""
+        """The op TFLite runs, as plain layers: conv with quantized folded weights and folded bias, then activation."""
         c = self.conv
         weight, bias = self.folded()
         plain = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups,

@@ -2,9 +2,9 @@
 
 Following Jacob et al. (2018) and TF's QAT recipe: BatchNorm keeps updating its
 statistics for the first part of training (``freeze_bn_at``, a fraction of all
-steps), after which every conv computes exactly the deployed folded op; the
+steps), after which every conv computes exactly the folded op TFLite runs; the
 activation ranges follow a moving average until ``freeze_observers_at``, so the last
-steps fine-tune the weights against the ranges that will be deployed. Both follow
+steps fine-tune the weights against the ranges the .tflite will carry. Both follow
 from ``trainer.global_step``, so a resumed run is in the same phase. Other hooks
 (e.g. distillation from a teacher) run beside this one in the same Trainer.
 """

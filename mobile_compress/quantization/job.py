@@ -3,7 +3,7 @@
 Both write a checkpoint of the fake-quant model whose ``meta.transforms`` records
 the preparation, so ``load_checkpoint`` rebuilds the simulation and the converters
 turn it into an int8 .tflite with exactly its weights and ranges
-(``converters.qat_export``). QAT runs on the project's Trainer; extra hooks (e.g.
+(``converters.range_transfer``). QAT runs on the project's Trainer; extra hooks (e.g.
 distillation from a teacher) are passed through ``hooks``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mobile_compress.errors import UserError
 from mobile_compress.quantization.calibrate import calibrate
 from mobile_compress.quantization.hook import QatHook
 from mobile_compress.quantization.prepare import prepare
-from mobile_compress.quantization.rebuild import spec_for
+from mobile_compress.quantization.rebuild import is_quantized, spec_for
 from mobile_compress.training import (EvalResult, Hook, TrainConfig, Trainer, TrainResult, evaluate,
                                       load_checkpoint, save_checkpoint)
 
@@ -78,7 +78,7 @@ class QuantizeJobResult:
 def run_quantize_job(job: QuantizeJob) -> QuantizeJobResult:
     job.validate()
     model, meta = load_checkpoint(job.checkpoint)
-    if any(t.get("kind") == "qat" for t in meta.transforms):
+    if is_quantized(meta):
         raise UserError(f"{job.checkpoint} is already quantized (its checkpoint.json lists a 'qat' transform)",
                         hint="quantize the float checkpoint it was made from")
     data = job.data or meta.extra.get("data")
@@ -138,8 +138,4 @@ def _spread(dataset, count: int) -> "_Subset":
     return _Subset(dataset, index)
 
 
-def is_quantized(meta_transforms: Sequence[dict]) -> bool:
-    return any(t.get("kind") == "qat" for t in meta_transforms)
-
-
-__all__ = ["METHODS", "QuantizeJob", "QuantizeJobResult", "default_qat_config", "is_quantized", "run_quantize_job"]
+__all__ = ["METHODS", "QuantizeJob", "QuantizeJobResult", "default_qat_config", "run_quantize_job"]

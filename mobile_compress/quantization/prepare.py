@@ -300,7 +300,7 @@ def fused_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def set_bn_frozen(model: nn.Module, frozen: bool) -> None:
-    """Freeze (or unfreeze) BatchNorm statistics: frozen convs compute exactly the deployed op."""
+    """Freeze (or unfreeze) BatchNorm statistics: frozen convs compute exactly the op TFLite runs."""
     for _, layer in fused_layers(model):
         if isinstance(layer, QConv):
             layer.bn_frozen = frozen

@@ -4,20 +4,18 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
+from typing import Callable
 
 from workflows.cli.common import (TRANSPORT_HELP, add_overwrite_option, add_train_options,
                                          print_json, train_config)
 from mobile_compress.run_folder import claim_out_dir
 from mobile_compress.counting import format_count
 from mobile_compress.errors import UserError
-from mobile_compress.pruning import LatencyTable, PruneConfig, parse_target
+from mobile_compress.pruning import PruneConfig, parse_target
 from mobile_compress.pruning import ALLOCATIONS, CRITERIA
 from mobile_compress.pruning import PruneJob, default_finetune_config, run_prune_job
 from mobile_compress.report import Column, format_table
-
-LATENCY_FILE = "latency_table.json"
-#: The fine-tune's peak learning rate: the pruned model starts trained (batch and warm-up follow the default rule).
+from profiler.latency_table import TABLE_DELEGATES, ObtainedTable, obtain_latency_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-device", metavar="SERIAL",
                    help="measure the latency table on this phone through the profiler (benchmark_model over adb) "
                         "instead of the host LiteRT interpreter")
-    p.add_argument("--latency-delegate", choices=("cpu", "gpu", "nnapi"), default="cpu",
+    p.add_argument("--latency-delegate", choices=TABLE_DELEGATES, default="cpu",
                    help="with --latency-device: the delegate to time on (default cpu, 1 thread)")
     p.add_argument("--transport", help=f"with --latency-device: {TRANSPORT_HELP}")
     p.add_argument("--distill", action="store_true",
@@ -61,28 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _latency_table(args: argparse.Namespace) -> LatencyTable | None:
-    if args.latency_table:
-        return LatencyTable.load(args.latency_table)
-    table_file = Path(args.out) / LATENCY_FILE
-    if table_file.is_file():
-        return LatencyTable.load(table_file)
-    from profiler.latency_table import build_latency_table, device_timer, table_settings
-
-    timer = None
-    if args.latency_device:
-        from profiler.devices import open_device
-
-        timer = device_timer(args.latency_device, table_settings(args.latency_delegate),
-                             opener=lambda serial: open_device(serial, args.transport),
-                             out_dir=Path(args.out) / "latency_profile", progress=print)
-    where = args.latency_device or "the host LiteRT interpreter"
-    print(f"measuring a per-layer latency table on {where} (a few conversions) ...")
-    table = build_latency_table(args.checkpoint, timer=timer)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    table.save(table_file)
-    print(f"latency table written to {table_file} (pass it with --latency-table next time)")
-    return table
+def _latency_table(args: argparse.Namespace, say: Callable[[str], None]) -> ObtainedTable:
+    obtained = obtain_latency_table(args.checkpoint, args.out, args.latency_table, device=args.latency_device,
+                                    delegate=args.latency_delegate, transport=args.transport, progress=say)
+    if obtained.measured:
+        say(f"latency table written to {obtained.path} (pass it with --latency-table next time)")
+    return obtained
 
 
 def _hook_factory(args: argparse.Namespace):
@@ -102,12 +84,14 @@ def run(args: argparse.Namespace) -> int:
                         f"and the target is {target}", hint="use --target latency=0.6, or drop the option")
     claim_out_dir(args.out, resume=args.resume, overwrite=args.overwrite,
                   inputs=[args.checkpoint, args.data, args.latency_table])
-    latency = _latency_table(args) if target.metric == "latency" else None
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # --json: stdout holds the JSON only
+    latency = _latency_table(args, say) if target.metric == "latency" else None
+    # OUT was claimed empty (or is resumed): a table measured into it just now is this run's, not earlier results
+    resume = args.resume or (latency is not None and latency.measured)
     job = PruneJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, steps=args.steps,
                    epochs_per_step=args.epochs_per_step, train=train_config(args, **default_finetune_config().to_dict()),
-                   resume=args.resume, latency_table=latency, cache_dir=args.cache_dir,
-                   hook_factory=_hook_factory(args),
-                   log=(lambda line: print(line, file=sys.stderr)) if args.json else print)
+                   resume=resume, latency_table=latency.table if latency else None, cache_dir=args.cache_dir,
+                   hook_factory=_hook_factory(args), log=say)
     result = run_prune_job(job)
     if args.json:
         print_json({"checkpoint": str(result.checkpoint), "steps": result.steps, "macs_before": result.macs_before,

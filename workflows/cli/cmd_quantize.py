@@ -8,18 +8,16 @@ fake-quant model, and the accuracies are printed side by side.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from converters import ConvertConfig, Thresholds, convert
 from converters.config import INT8_IO, LAYOUTS
 from workflows.cli.common import add_overwrite_option, add_train_options, print_json, print_problem, train_config
+from workflows.compress import Int8Conversion, quantize_and_convert
 from mobile_compress.run_folder import claim_out_dir
-from mobile_compress.quantization import METHODS, QuantizeJob, run_quantize_job
+from mobile_compress.quantization import METHODS, QuantizeJob
 from mobile_compress.quantization import default_qat_config
-from mobile_compress.report import Column, format_table, write_json
+from mobile_compress.report import Column, format_table
 
 EXIT_BELOW_BAR = 1
-SUMMARY_FILE = "quantize.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="QAT: continue an interrupted run in --out")
     add_overwrite_option(p)
     p.add_argument("--no-convert", action="store_true", help="write the quantized checkpoint only")
-    p.add_argument("--parity-samples", type=int, default=200, help="held-out images for the .tflite check (default 200)")
-    p.add_argument("--layout", default="nhwc", choices=LAYOUTS, help="TFLite input layout (default nhwc)")
-    p.add_argument("--int8-io", default="int8", choices=INT8_IO, help="int8 model input/output type (default int8)")
-    p.add_argument("--int8-min-agreement", type=float, default=0.99,
-                   help="bar: top-1 agreement of the .tflite with the fake-quant model (default 0.99)")
+    d = Int8Conversion()
+    p.add_argument("--parity-samples", type=int, default=d.parity_samples,
+                   help=f"held-out images for the .tflite check (default {d.parity_samples})")
+    p.add_argument("--layout", default=d.layout, choices=LAYOUTS, help=f"TFLite input layout (default {d.layout})")
+    p.add_argument("--int8-io", default=d.int8_io, choices=INT8_IO,
+                   help=f"int8 model input/output type (default {d.int8_io})")
+    p.add_argument("--int8-min-agreement", type=float, default=d.min_agreement,
+                   help=f"bar: top-1 agreement of the .tflite with the fake-quant model (default {d.min_agreement:g})")
     p.add_argument("--cache-dir", help="decoded-image cache (default ~/.cache/mobile-compress/images)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_train_options(p, lr_default=f"{default_qat_config().lr:g} for QAT, no warm-up")
@@ -69,27 +70,14 @@ def run(args: argparse.Namespace) -> int:
                       config=train_config(args, **defaults), calib_images=args.calib_images,
                       freeze_bn_at=args.freeze_bn_at, freeze_observers_at=args.freeze_observers_at,
                       cache_dir=args.cache_dir, resume=args.resume)
-    result = run_quantize_job(job)
-    row = {"model": Path(args.checkpoint).name, "method": args.method, "float_top1": result.float_eval.top1,
-           "sim_top1": result.quantized_eval.top1, "checkpoint": str(result.checkpoint)}
-    problems: list[str] = []
-    if not args.no_convert:
-        report = convert(ConvertConfig(
-            source=str(result.checkpoint), out_dir=str(Path(args.out) / "int8"), formats=("int8",),
-            calib=args.data, layout=args.layout, int8_io=args.int8_io, parity_samples=args.parity_samples,
-            thresholds=Thresholds(int8_min_top1=args.int8_min_agreement), cache_dir=args.cache_dir,
-            progress=not args.json))
-        art = report.artifact("int8")
-        problems = report.problems
-        if art.parity is not None:
-            row.update(tflite_agreement=art.parity.top1_agreement, tflite_top1=art.parity.top1_accuracy,
-                       tflite=art.path, sim_top1_parity_set=art.parity.reference_top1_accuracy)
-        row["range_transfer"] = art.io.get("range_transfer")
-    write_json(Path(args.out) / SUMMARY_FILE, row)
+    conversion = None if args.no_convert else Int8Conversion(
+        layout=args.layout, int8_io=args.int8_io, parity_samples=args.parity_samples,
+        min_agreement=args.int8_min_agreement, progress=not args.json)
+    outcome = quantize_and_convert(job, conversion)
     if args.json:
-        print_json(row)
+        print_json(outcome.row)
     else:
-        print(format_table([row], COLUMNS))
-    for problem in problems:
+        print(format_table([outcome.row], COLUMNS))
+    for problem in outcome.problems:
         print_problem("quantize", problem)
-    return EXIT_BELOW_BAR if problems else 0
+    return EXIT_BELOW_BAR if outcome.problems else 0

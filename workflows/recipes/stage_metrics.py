@@ -19,6 +19,7 @@ import torch
 
 import models
 from mobile_compress.counting import count_macs, count_parameters
+from mobile_compress.quantization import is_quantized
 from mobile_compress.training import EvalJob, run_eval_job
 from mobile_compress.structure import replay
 from mobile_compress.training import CheckpointMeta, load_checkpoint
@@ -54,7 +55,7 @@ def _shape(meta: CheckpointMeta) -> tuple[int, int, int]:
 def macs_of(model: torch.nn.Module, meta: CheckpointMeta) -> int:
     """MACs at the checkpoint's input size. A fake-quant (QAT) model computes its convolutions inside
     wrappers the counter does not see, so it is counted on its float structure (same layers, same MACs)."""
-    if any(t.get("kind") == "qat" for t in meta.transforms):
+    if is_quantized(meta):
         float_meta = replace(meta, transforms=[t for t in meta.transforms if t.get("kind") != "qat"])
         model = replay(models.create(meta.arch, num_classes=meta.num_classes, **meta.options),
                        float_meta.transforms, "checkpoint.json")

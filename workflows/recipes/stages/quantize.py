@@ -8,7 +8,8 @@ from workflows.recipes.fields import Fields
 from workflows.recipes.stages.base import CHECKPOINT, ParseContext, RunContext, StageResult
 from workflows.recipes.stages.common import data_option, training_config
 from workflows.recipes.stages.self_distill import parse_self_distill, teacher_hook
-from mobile_compress.quantization import METHODS, QuantizeJob, run_quantize_job
+from mobile_compress.quantization import METHODS, QuantizeJob
+from workflows.compress import quantize_and_convert
 from mobile_compress.quantization import default_qat_config
 from mobile_compress.training import TrainConfig
 
@@ -47,11 +48,11 @@ class QuantizeStage:
     def run(self, o: QuantizeOptions, ctx: RunContext) -> StageResult:
         assert ctx.input is not None
         hooks = [teacher_hook(ctx.input, o.distill)] if o.distill is not None else []
-        result = run_quantize_job(QuantizeJob(
+        result = quantize_and_convert(QuantizeJob(  # the recipe's convert stage makes the .tflite
             checkpoint=ctx.input, out_dir=str(ctx.stage_dir), method=o.method, data=o.data, config=o.training,
             calib_images=o.calib_images, freeze_bn_at=o.freeze_bn_at, freeze_observers_at=o.freeze_observers_at,
             cache_dir=ctx.cache_dir, resume=ctx.resume and (ctx.stage_dir / "train_state.pt").is_file(),
-            hooks=hooks, augment=o.augment))
+            hooks=hooks, augment=o.augment)).job
         return StageResult(str(result.checkpoint), CHECKPOINT, {
             "method": result.method, "float_top1": result.float_eval.top1,
             "quantized_top1": result.quantized_eval.top1, "calib_images": result.calib_images})

@@ -1,13 +1,15 @@
-"""A quantized (QAT or PTQ) checkpoint to an int8 .tflite that computes what its fake-quant model computes.
+"""The range transfer: a fake-quant model's trained int8 parameters written into the .tflite TFLite made of its
+integer graph, so that the file computes what the fake-quant model computes.
 
 The route, chosen because onnx2tf drops QuantizeLinear/DequantizeLinear pairs (it
 converts them to identities, so a QDQ ONNX loses its scales), and because TFLite's
 calibration cannot be steered to reproduce learned ranges:
 
-1. the fake-quant model's *deployed* float graph (BatchNorm folded, weights already on
-   the per-channel int8 grid, no fake-quant) is exported to ONNX and converted to a
-   full-integer .tflite by the usual onnx2tf run; TFLite's own per-channel weight
-   quantization then gives back exactly the trained int8 weights;
+1. the fake-quant model's *integer graph* (``mobile_compress.quantization.IntegerGraph``:
+   BatchNorm folded, weights already on the per-channel int8 grid, no fake-quant) is
+   exported to ONNX and converted to a full-integer .tflite by the usual onnx2tf run;
+   TFLite's own per-channel weight quantization then gives back exactly the trained int8
+   weights (its calibration only lays out the int8 graph: the ranges are replaced here);
 2. each conv/FC op of the .tflite is identified with its PyTorch layer by its int8 weights;
    its output (and a concatenation it feeds) gets that layer's trained (scale, zero point)
    and its int32 bias is set to the trained one; the remaining int8 activations (input,
@@ -22,8 +24,6 @@ calibration cannot be steered to reproduce learned ranges:
 """
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,28 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from converters.config import ConvertConfig
-from converters.report import ArtifactReport, ConvertReport
 from converters.tflite_requantize import SAME_SCALE_OPS, WEIGHTED_OPS, TfliteModel
-from mobile_compress.errors import UserError
+from mobile_compress.quantization import IntegerGraph
 
-QAT_FORMATS = ("onnx", "int8")
 MATCH_TOLERANCE = 0.5  # relative RMS difference below which a tensor is the fake-quant output it resembles
-PROBE_IMAGES = 8
+PROBE_IMAGES = 8  # the first calibration images; they probe the tensors when ranges are matched by value
 MAX_ROUNDS = 8  # rounds of matching by value
-
-
-def is_quantized_checkpoint(source: str) -> bool:
-    """True for a checkpoint whose checkpoint.json records a 'qat' transform (QAT or PTQ)."""
-    from mobile_compress.training import META_FILE, read_meta
-
-    path = Path(source).expanduser()
-    if not (path / META_FILE).is_file() and path.name not in (META_FILE, "weights.pt"):
-        return False
-    try:
-        return any(t.get("kind") == "qat" for t in read_meta(path).transforms)
-    except UserError:
-        return False
 
 
 @dataclass
@@ -73,25 +57,22 @@ class RangeTransfer:
         return asdict(self)
 
 
-def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: np.ndarray,
+def transfer_ranges(tflite_in: Path, tflite_out: Path, graph: IntegerGraph, probe_nchw: np.ndarray,
                     layout: str = "nhwc") -> RangeTransfer:
-    """Write ``qmodel``'s activation ranges (and int32 biases) into ``tflite_in``, saved as ``tflite_out``.
+    """Write ``graph``'s activation ranges (and int32 biases) into ``tflite_in``, saved as ``tflite_out``.
 
     First by structure: each conv/FC op is the layer whose int8 weights it holds, so its
     output and the concatenations it feeds get that layer's quantizer. Then, on the file
     so corrected, by value for the rest (input, adds, muls, means, hardswish, ...).
     """
-    from mobile_compress.quantization import activation_ranges
-    from mobile_compress.quantization import concat_quantizer_layers, deployed_layers, quantizer_layers
-
     model = TfliteModel(tflite_in)
-    ranges = activation_ranges(qmodel)
+    ranges = graph.ranges
     acts = model.activations()
     act_ids = {t.index for t in acts}
     report = RangeTransfer(activations=len(acts), quantizers=len(ranges))
-    layers = deployed_layers(qmodel)
+    layers = graph.layers
     op_layer = _layers_of_ops(model, layers)
-    quantizer_after = {layer: q for q, layer in quantizer_layers(qmodel).items()}
+    quantizer_after = graph.layer_quantizers
     assigned: dict[int, tuple[float, int]] = {}
     used: set[str] = set()
     layer_output = {}
@@ -104,7 +85,7 @@ def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: 
             assigned[op.outputs[0]] = ranges[quantizer_after[layer]]
             used.add(quantizer_after[layer])
     producers, consumers = model.producers(), model.consumers()
-    for q, feeders in concat_quantizer_layers(qmodel).items():
+    for q, feeders in graph.concat_layers.items():
         for layer in feeders:
             for op in consumers.get(layer_output.get(layer, -1), []):
                 if op.name == "CONCATENATION" and op.outputs[0] not in assigned:
@@ -115,21 +96,19 @@ def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: 
 
     # by value, on the file whose convs now carry the trained scales; again after each round of matches,
     # since a tensor deep in the graph only agrees with its fake-quant twin once the ones before it do
-    from mobile_compress.quantization import quantizer_of
-
     for _ in range(MAX_ROUNDS):
         pending = [t for t in acts if t.index not in assigned]
         if not pending:
             break
         with tempfile.TemporaryDirectory(prefix="mobile-compress-ranges-") as tmp:
             staged = model.save(Path(tmp) / "staged.tflite")
-            tfl_values, sim_values = _probe(staged, qmodel, pending, probe_nchw, layout)
+            tfl_values, sim_values = _probe(staged, graph, pending, probe_nchw, layout)
         found = _match_by_value(tfl_values, sim_values)
         if not found:
             break
         for index, name in found.items():
-            assigned[index] = ranges[quantizer_of(name)]
-            used.add(quantizer_of(name))
+            assigned[index] = ranges[graph.quantizer_of(name)]
+            used.add(graph.quantizer_of(name))
         _propagate(model, assigned, act_ids, producers, consumers)
         _write(model, assigned, layers, op_layer)
     report.matched = len(assigned)
@@ -149,7 +128,7 @@ def transfer_ranges(tflite_in: Path, tflite_out: Path, qmodel: Any, probe_nchw: 
     worst = 0.0
     for op_index, layer in op_layer.items():
         file_scales = model.tensors[model.ops[op_index].inputs[1]].scale
-        want = _weight_scales(layers[layer][0])
+        want = graph.weight_scales[layer]
         worst = max(worst, float(np.max(np.abs(file_scales - want) / np.maximum(want, 1e-12)))
                     if file_scales.shape == want.shape else float("inf"))
     report.weight_layers_checked = len(op_layer)
@@ -177,12 +156,6 @@ def _match_by_value(tfl_values: dict[int, np.ndarray], sim_values: dict[str, np.
     return found
 
 
-def _weight_scales(weight: np.ndarray) -> np.ndarray:
-    import torch
-
-    from mobile_compress.quantization import per_channel_scales
-
-    return per_channel_scales(torch.from_numpy(weight)).numpy()
 
 
 def _tflite_layout(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -291,13 +264,12 @@ def _same_bias(model: TfliteModel, op: Any, trained: np.ndarray) -> bool:
     return bool(np.all(np.abs(real - trained) <= step))
 
 
-def _probe(path: Path, qmodel: Any, tensors: list, probe_nchw: np.ndarray, layout: str
+def _probe(path: Path, graph: IntegerGraph, tensors: list, probe_nchw: np.ndarray, layout: str
            ) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:
     """Dequantized values of ``tensors`` in the .tflite and of every fake-quant point, on the same images."""
     import torch
 
     from mobile_compress.litert import dequantize, interpreter, quantize
-    from mobile_compress.quantization import quantized_activations
 
     model = TfliteModel(path)
     interp = interpreter(path, delegates=False, preserve_all_tensors=True)
@@ -315,153 +287,10 @@ def _probe(path: Path, qmodel: Any, tensors: list, probe_nchw: np.ndarray, layou
             detail = {"dtype": np.int8, "quantization": (float(info.scale[0]) if len(info.scale) else 1.0,
                                                         int(info.zero_point[0]) if len(info.zero_point) else 0)}
             tfl[t.index].append(dequantize(interp.get_tensor(t.index), detail))
-        for name, value in quantized_activations(qmodel, torch.from_numpy(x)).items():
+        for name, value in graph.activations(torch.from_numpy(x)).items():
             sim.setdefault(name, []).append(value.transpose(0, 2, 3, 1) if value.ndim == 4 and layout == "nhwc"
                                             else value)
     return ({k: np.concatenate(v) for k, v in tfl.items() if v}, {k: np.concatenate(v) for k, v in sim.items() if v})
 
 
-def convert_quantized(config: ConvertConfig) -> ConvertReport:
-    """``convert`` for a quantized checkpoint: ONNX of the deployed graph and the int8 .tflite with trained ranges.
-
-    The reference for parity is the fake-quant model itself (what was trained).
-    """
-    from converters import calibration
-    from converters.api import Progress
-    from converters.source import load_source
-
-    config.validate()
-    formats = _formats(config)
-    progress = Progress(7, config.progress)
-    with progress.step("load", f"loading {config.source} (fake-quant model)"):
-        source = load_source(config.source, config.input_size, config.normalization)
-    with progress.step("data", "reading calibration and parity images"):
-        samples = calibration.load_samples(source, config.calib, config.calib_samples, config.parity_samples,
-                                           config.cache_dir)
-    return _convert(source, samples, config, formats, progress)
-
-
-def export_int8(qmodel: Any, out_dir: str | Path, calib_nchw: np.ndarray, parity_nchw: np.ndarray,
-                parity_labels: np.ndarray | None = None, *, layout: str = "nhwc", int8_io: str = "int8",
-                formats: tuple[str, ...] = ("int8",), progress: bool = False) -> ConvertReport:
-    """The same route for a fake-quant model in memory (e.g. a user's own nn.Module after ``prepare``).
-
-    ``calib_nchw`` / ``parity_nchw``: preprocessed float32 images; the first ones also
-    probe the tensors when the ranges are matched.
-    """
-    from converters.api import Progress
-    from converters.calibration import Samples
-    from converters.source import Source
-
-    config = ConvertConfig(source="<module>", out_dir=str(out_dir), formats=formats, layout=layout,
-                           int8_io=int8_io, progress=progress)
-    config.validate()
-    calib = np.asarray(calib_nchw, np.float32)
-    parity_x = np.asarray(parity_nchw, np.float32)
-    labels = np.asarray(parity_labels) if parity_labels is not None else np.full(len(parity_x), -1)
-    source = Source("checkpoint", Path(str(out_dir)), (int(calib.shape[2]), int(calib.shape[3])),
-                    int(calib.shape[1]), module=qmodel.eval())
-    samples = Samples(calib, parity_x, labels, "<arrays>", "calib", "parity", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    return _convert(source, samples, config, _formats(config), Progress(5, progress))
-
-
-def _formats(config: ConvertConfig) -> tuple[str, ...]:
-    dropped = [f for f in config.formats if f not in QAT_FORMATS]
-    formats = tuple(f for f in config.formats if f in QAT_FORMATS)
-    if not formats:
-        raise UserError(f"{config.source} is a quantized checkpoint: it converts to int8 (and onnx), not to "
-                        f"{','.join(config.formats)}", hint="pass --formats int8 (or convert the float checkpoint)")
-    if dropped and config.progress:
-        print(f"note: {config.source} is quantized; writing {','.join(formats)} only (not {','.join(dropped)})")
-    return formats
-
-
-def _convert(source: Any, samples: Any, config: ConvertConfig, formats: tuple[str, ...], progress: Any
-             ) -> ConvertReport:
-    from converters import parity
-    from converters.api import ONNX_FILE, _versions, write_report
-
-    out_dir = Path(config.out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = samples.parity_labels if (samples.parity_labels >= 0).all() else None
-    report = ConvertReport(
-        source=str(source.path), source_kind="quantized", reference="pytorch fake-quant",
-        out_dir=str(out_dir), input_size=source.input_size, layout=config.layout, int8_io=config.int8_io,
-        data=samples.data, normalization={"mean": list(samples.mean), "std": list(samples.std)},
-        calib_samples=len(samples.calib), parity_samples=len(samples.parity),
-        thresholds=asdict(config.thresholds), versions=_versions())
-    with progress.step("reference", f"fake-quant reference outputs ({len(samples.parity)} images)"):
-        reference = parity.run_torch(source.module, samples.parity)
-    work = Path(tempfile.mkdtemp(prefix="mobile-compress-qat-"))
-    try:
-        onnx_path = (out_dir if "onnx" in formats else work) / ONNX_FILE
-        with progress.step("onnx", "exporting the deployed graph (folded, int8-grid weights) to ONNX"):
-            onnx_result = export_deployed(source, onnx_path, config)
-            report.opset, report.batch = onnx_result.opset, onnx_result.input_shape[0]
-        if "onnx" in formats:
-            art = ArtifactReport("onnx", path=str(onnx_path), size_bytes=onnx_path.stat().st_size)
-            art.io = {"dtype": "float32", "shape": onnx_result.input_shape, "opset": onnx_result.opset,
-                      "note": "deployed float graph; int8 ranges are in the .tflite"}
-            report.artifacts.append(art)
-        if "int8" in formats:
-            report.artifacts.append(int8_artifact(source.module, onnx_path, samples, config, reference, labels,
-                                                  work, out_dir, progress))
-        write_report(report, out_dir, progress)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return report
-
-
-def export_deployed(source: Any, onnx_path: Path, config: ConvertConfig) -> Any:
-    """ONNX of ``source.module``'s deployed graph (a fake-quant model): folded, int8-grid weights, no fake-quant."""
-    from converters.onnx_export import export_onnx
-    from mobile_compress.quantization import deploy_model
-
-    deployed = dataclasses.replace(source, module=deploy_model(source.module))
-    return export_onnx(deployed, onnx_path, opset=config.opset, batch_size=config.batch_size)
-
-
-def int8_artifact(qmodel: Any, deployed_onnx: Path, samples: Any, config: ConvertConfig, reference: np.ndarray,
-                  labels: np.ndarray | None, work: Path, out_dir: Path, progress: Any) -> ArtifactReport:
-    """The int8 .tflite of a fake-quant model: onnx2tf on its deployed ONNX, then its ranges written in.
-
-    ``reference``: what the artifact is judged against (the fake-quant model for a
-    quantized checkpoint; the float model when a float checkpoint is calibrated by our
-    observers).
-    """
-    from converters import parity
-    from converters.onnx2tf_runner import Onnx2TfError, build_tflite
-    from converters.tflite_inspect import float_fallback, interpreter, op_counts
-
-    art = ArtifactReport("int8")
-    with progress.step("tflite_int8", "converting the deployed graph to int8 TFLite with onnx2tf"):
-        try:
-            build = build_tflite(deployed_onnx, work / "onnx2tf-int8", ("int8",), samples.calib,
-                                 layout=config.layout, int8_io=config.int8_io, batch_size=config.batch_size)
-        except Onnx2TfError as err:
-            art.error = str(err)
-            return art
-    if "int8" not in build.files:
-        art.error = build.missing.get("int8", "not produced")
-        return art
-    path = out_dir / "model_int8.tflite"
-    with progress.step("ranges", "writing the int8 ranges into the .tflite and checking parity"):
-        transfer = transfer_ranges(build.files["int8"], path, qmodel, samples.calib[:PROBE_IMAGES], config.layout)
-        art.path, art.size_bytes = str(path), path.stat().st_size
-        interp = interpreter(path, delegates=False)
-        d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
-        art.io = {"dtype": f"{d_in['dtype'].__name__}/{d_out['dtype'].__name__}",
-                  "shape": [int(v) for v in d_in["shape"]],
-                  "input_quantization": list(d_in["quantization"]),
-                  "output_quantization": list(d_out["quantization"]),
-                  "range_transfer": transfer.to_dict()}
-        art.ops = op_counts(path)
-        art.float_fallback = float_fallback(path)
-        art.parity = parity.compare(reference, parity.run_tflite(path, samples.parity, config.layout), labels)
-        art.problems = parity.judge("int8", art.parity, config.thresholds, len(art.float_fallback))
-        art.problems += [f"int8: {c}" for c in transfer.conflicts]
-    return art
-
-
-__all__ = ["QAT_FORMATS", "RangeTransfer", "convert_quantized", "export_deployed", "export_int8", "int8_artifact",
-           "is_quantized_checkpoint", "transfer_ranges"]
+__all__ = ["MATCH_TOLERANCE", "PROBE_IMAGES", "RangeTransfer", "transfer_ranges"]

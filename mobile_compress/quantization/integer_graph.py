@@ -1,13 +1,16 @@
-"""From the fake-quant model to what is deployed: the float graph TFLite converts, and its int8 ranges.
+"""From the fake-quant model to its integer graph: the float graph TFLite converts, and the int8 parameters
+written into the .tflite afterwards.
 
-``deploy_model`` is the same graph with every fused op replaced by a plain conv or
-linear layer holding the folded weights already on the int8 grid (so TFLite's own
-per-channel weight quantization reproduces them exactly), and the activation
-fake-quants removed (their ranges are written into the .tflite afterwards).
+``build_integer_graph(model)`` gives the converters all of it at once (``IntegerGraph``): the
+graph's module (every fused op a plain conv or linear layer holding the folded weights already on
+the int8 grid, so TFLite's own per-channel weight quantization gives them back exactly; the
+activation fake-quants removed), the activation ranges, and the maps from the graph's layers to
+its quantizers that the range transfer needs to find them in the .tflite.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,8 +29,46 @@ def quantizer_of(key: str) -> str:
     return key.split(CALL_SEPARATOR)[0]
 
 
-def deploy_model(model: nn.Module) -> nn.Module:
-    """The float model to convert: folded, weights quantized, no fake-quant (a new module; ``model`` is untouched)."""
+@dataclass(frozen=True)
+class IntegerGraph:
+    """What a converter needs to write a fake-quant model as an int8 .tflite that computes what it computes.
+
+    ``module``: the float graph to convert (``integer_graph_module``). ``ranges``: each activation
+    quantizer's (scale, zero point), by module name. ``layers``: each fused layer's (int8-grid weight,
+    int32-grid bias, groups) as ``module`` holds them, in PyTorch layout. ``weight_scales``: each fused
+    layer's per-channel weight scales, what TFLite must store. ``layer_quantizers``: fused layer -> the
+    quantizer of its output, where it has one. ``concat_layers``: quantizer -> the fused layers that
+    feed, unquantized, the concatenation it quantizes. ``fake_quant``: the simulation itself.
+    """
+
+    module: nn.Module
+    ranges: dict[str, tuple[float, int]]
+    layers: dict[str, tuple[np.ndarray, np.ndarray, int]]
+    weight_scales: dict[str, np.ndarray]
+    layer_quantizers: dict[str, str]
+    concat_layers: dict[str, list[str]]
+    fake_quant: nn.Module
+
+    def activations(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """The fake-quantized value at every quantizer for input ``x`` (NCHW), keyed as ``quantized_activations``."""
+        return quantized_activations(self.fake_quant, x)
+
+    @staticmethod
+    def quantizer_of(key: str) -> str:
+        """The quantizer's module name of an ``activations`` key."""
+        return quantizer_of(key)
+
+
+def build_integer_graph(model: nn.Module) -> IntegerGraph:
+    """The integer graph of a prepared (fake-quant) model; ``model`` is left untouched."""
+    return IntegerGraph(module=integer_graph_module(model), ranges=activation_ranges(model),
+                        layers=integer_layers(model), weight_scales=weight_scales(model),
+                        layer_quantizers={layer: q for q, layer in quantizer_layers(model).items()},
+                        concat_layers=concat_quantizer_layers(model), fake_quant=model)
+
+
+def integer_graph_module(model: nn.Module) -> nn.Module:
+    """The float module TFLite converts: folded, weights on the int8 grid, no fake-quant (a new module)."""
     out = copy.deepcopy(model).eval()
     for name, layer in fused_layers(out):
         _set_module(out, name, layer.to_float())
@@ -88,8 +129,8 @@ def concat_quantizer_layers(model: nn.Module) -> dict[str, list[str]]:
     return out
 
 
-def deployed_layers(model: nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """Fused layer name -> (int8-grid weight, int32-grid bias, groups) as deployed, in PyTorch layout."""
+def integer_layers(model: nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Fused layer name -> (int8-grid weight, int32-grid bias, groups) as the integer graph holds them."""
     out = {}
     with torch.no_grad():
         for name, layer in fused_layers(model):
@@ -130,5 +171,5 @@ def quantized_activations(model: nn.Module, x: torch.Tensor) -> dict[str, np.nda
     return captured
 
 
-__all__ = ["ActivationFakeQuant", "QConv", "QLinear", "activation_ranges", "deploy_model", "quantized_activations",
-           "quantizer_layers", "quantizer_of", "weight_scales", "concat_quantizer_layers", "deployed_layers"]
+__all__ = ["IntegerGraph", "activation_ranges", "build_integer_graph", "concat_quantizer_layers", "integer_graph_module",
+           "integer_layers", "quantized_activations", "quantizer_layers", "quantizer_of", "weight_scales"]
