@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import asdict, replace
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from converters.config import TFLITE_FORMATS, ConvertConfig
 from converters.progress import Progress
 from converters.report import ArtifactReport, ConvertReport
 from mobile_compress.errors import UserError
-from mobile_compress.report import write_json
+from mobile_compress.report import package_versions, write_json
 
 if TYPE_CHECKING:  # the data readers load with the first conversion, not with the package
     from converters.calibration import Samples
@@ -151,7 +150,7 @@ def _new_report(config: ConvertConfig, source: Source, samples: Samples, out_dir
         input_size=source.input_size, layout=config.layout, int8_io=config.int8_io, data=samples.data,
         normalization={"mean": list(samples.mean), "std": list(samples.std)},
         calib_samples=len(samples.calib), parity_samples=len(samples.parity),
-        thresholds=asdict(config.thresholds), versions=_versions())
+        thresholds=asdict(config.thresholds), versions=package_versions(_PACKAGES))
 
 
 def write_report(report: ConvertReport, out_dir: Path, progress: Progress) -> None:
@@ -263,16 +262,6 @@ def _steps_to_come(formats: tuple[str, ...], quantized: bool, ours: bool) -> int
     ours = ours and "int8" in formats
     by_onnx2tf = [f for f in formats if f in TFLITE_FORMATS and (f != "int8" or not ours)]
     return 3 + 2 * bool(by_onnx2tf) + ours * (2 if quantized else 3)
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 __all__ = ["ONNX_FILE", "QUANTIZED_FORMATS", "REPORT_FILE", "convert", "export_int8", "write_report"]

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from converters.progress import Progress
 from converters.app_bundle.sources import BundleSource, converts_folded, resolve
 from mobile_compress.errors import UserError
 from mobile_compress.quantization import is_quantized
-from mobile_compress.report import write_bytes, write_json, write_text
+from mobile_compress.report import package_versions, write_bytes, write_json, write_text
 
 _PACKAGES = ("mobile-compress", "torch", "onnx2tf", "tensorflow", "ai-edge-litert", "mediapipe")
 
@@ -195,7 +194,7 @@ def _card(source, meta, labels, info, io, prep: Preprocessing, norm, input_norm,
         "latency": {"host_litert": latency},
         "clients": {"mediapipe_image_classifier": prep.mediapipe, "tflite_task_library": True, "litert_interpreter": True},
         "warnings": list(prep.warnings) + ([f"parity: {p}" for p in parity["problems"]] if parity else []),
-        "versions": _versions(),
+        "versions": package_versions(_PACKAGES),
     }
 
 
@@ -210,13 +209,3 @@ def _meaning(io) -> str:
     if io.output.dtype == "float32":
         return "logits (unnormalised scores; softmax gives probabilities)"
     return "quantized logits (dequantize with the output's scale and zero point)"
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return out

@@ -57,11 +57,16 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each of ``packages``; those not installed are left out."""
+    return {p: v for p in packages if (v := _version(p)) is not None}
+
+
 def environment(packages: tuple[str, ...] = ("mobile-compress", "torch", "numpy", "pillow")) -> Environment:
     import torch
 
     accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    versions = {p: v for p in packages if (v := _version(p)) is not None}
+    versions = package_versions(packages)
     return Environment(
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         cpu=_cpu_name(),
