@@ -101,6 +101,18 @@ def test_a_quantized_checkpoint_is_checked_like_any_source_before_it_loads(quant
         convert(_config(quantized_checkpoint, tmp_path / "out", formats=("fp16",)))
 
 
+def test_calibration_data_that_cannot_be_opened_is_refused_before_any_model_loads(float_checkpoint, tmp_path,
+                                                                                 monkeypatch) -> None:
+    _no_loading(monkeypatch)
+    (tmp_path / "images.txt").write_text("not images")
+    for calib, message in ((tmp_path / "no-such-folder", "--calib: dataset not found"),
+                           (tmp_path / "images.txt", "--calib: .* is a file but not a .npz archive")):
+        with pytest.raises(UserError, match=message) as err:
+            convert(_config(float_checkpoint, tmp_path / "out", calib=str(calib)))
+        assert "ImageFolder directory" in err.value.hint
+    assert not (tmp_path / "out").exists()
+
+
 def test_observers_on_a_source_they_cannot_observe_are_refused_before_it_loads(tmp_path, monkeypatch) -> None:
     _no_loading(monkeypatch)
     (tmp_path / "model.onnx").write_bytes(b"never read")

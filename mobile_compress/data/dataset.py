@@ -154,6 +154,27 @@ def _check_split(split: str) -> str:
     return split
 
 
+def check_source(source: str | os.PathLike[str]) -> None:
+    """Refuse a data source that cannot be opened (missing, a non-.npz file, not a file or folder) without reading
+    it, so a command can check ``--data``/``--calib`` before it loads a model."""
+    src = os.fspath(source)
+    if src == "builtin" or src.startswith("builtin:"):
+        return
+    path = Path(src).expanduser()
+    if path.is_dir():
+        return
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise DataError(f"{path} is a file but not a .npz archive",
+                            hint="pass an ImageFolder directory, a .npz file or 'builtin'; " + FOLDER_LAYOUT)
+        return
+    if not path.exists():
+        raise DataError(f"dataset not found: {path}",
+                        hint="pass an ImageFolder directory, a .npz file or 'builtin'; " + FOLDER_LAYOUT)
+    raise DataError(f"{path} is neither a regular file nor a folder",
+                    hint="pass an ImageFolder directory, a .npz file or 'builtin'")
+
+
 def open_dataset(source: str | os.PathLike[str], split: str = "train", image_size: int | None = None,
                  train: bool | None = None, normalization: Normalization | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, *,
@@ -195,24 +216,16 @@ def open_dataset(source: str | os.PathLike[str], split: str = "train", image_siz
     else:
         path = Path(src).expanduser()
         where = str(path)
+        check_source(path)
         if path.is_dir():
             images, labels, classes, rows, image_size, skipped = _open_folder(
                 path, split, image_size, storage_size, cache_dir, workers)
-        elif path.is_file():
-            if path.suffix.lower() != ".npz":
-                raise DataError(f"{path} is a file but not a .npz archive",
-                                hint="pass an ImageFolder directory, a .npz file or 'builtin'; " + FOLDER_LAYOUT)
+        else:
             data = read_npz(path, split)
             images, image_size = _fit_array(data.images, where, image_size, storage_size)
             labels, classes = data.labels, data.classes
             if not data.has_split and split != "all":
                 rows = _holdout(labels, split)
-        elif not path.exists():
-            raise DataError(f"dataset not found: {path}",
-                            hint="pass an ImageFolder directory, a .npz file or 'builtin'; " + FOLDER_LAYOUT)
-        else:
-            raise DataError(f"{path} is neither a regular file nor a folder",
-                            hint="pass an ImageFolder directory, a .npz file or 'builtin'")
 
     if rows is not None and len(rows) == 0:
         raise DataError(f"split '{split}' of {where} is empty: {HOLDOUT_FRACTION:.0%} per class is held out "
