@@ -20,6 +20,7 @@ import pytest
 
 from workflows.cli import build_parser
 from mobile_compress.data import DataWarning
+from mobile_compress.errors import UserError
 from mobile_compress.logs import LOG_NAME, command_log, current, third_party_output
 from mobile_compress.run_folder import claim_out_dir
 
@@ -207,3 +208,6 @@ def test_pruning_into_a_folder_holding_only_the_log(tmp_path) -> None:
     result = run_prune_job(PruneJob(str(tmp_path / "ck"), str(out), PruneConfig(target="params=0.7"),
                                     epochs_per_step=0, log=lambda line: None))
     assert result.checkpoint.is_dir() and (out / LOG_NAME).read_text() == "===== an earlier command\n"
+    with pytest.raises(UserError, match="holds an earlier pruning run"):  # its own results are never overwritten
+        run_prune_job(PruneJob(str(tmp_path / "ck"), str(out), PruneConfig(target="params=0.7"),
+                               epochs_per_step=0, log=lambda line: None))

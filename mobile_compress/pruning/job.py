@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader
 from mobile_compress.counting import count_macs, count_parameters
 from mobile_compress.data import Normalization, open_dataset
 from mobile_compress.errors import UserError
-from mobile_compress.logs import LOG_NAME
 from mobile_compress.pruning.api import prune
 from mobile_compress.pruning.config import PruneConfig
 from mobile_compress.pruning.cost import LatencyTable
@@ -109,6 +108,13 @@ def _progress(out: Path) -> dict[str, Any]:
         raise UserError(f"{f} is not valid JSON ({err.msg})", hint="delete it and the step folders to start over") from None
 
 
+def _earlier_run(out: Path) -> bool:
+    """Whether ``out`` holds what a pruning run writes. Other files (the command's log, a latency table measured
+    for this run) are not results; whether a folder may be used at all is ``run_folder.claim_out_dir``'s call."""
+    return out.is_dir() and any(e.name == PROGRESS_FILE or e.name == "final" or e.name.startswith("step_")
+                                for e in out.iterdir())
+
+
 def _write_progress(out: Path, data: dict[str, Any]) -> None:
     tmp = out / (PROGRESS_FILE + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -126,8 +132,9 @@ def run_prune_job(job: PruneJob) -> PruneJobResult:
     if job.resume and progress and progress.get("settings") != settings:
         raise UserError(f"{out / PROGRESS_FILE} was written by a run with other settings",
                         hint="resume with the same checkpoint, target and schedule, or use a new --out")
-    if not job.resume and out.is_dir() and any(e.name != LOG_NAME for e in out.iterdir()):  # the log is no result
-        raise UserError(f"--out {out} is not empty", hint="pass --resume to continue that run, or a new folder")
+    if not job.resume and _earlier_run(out):
+        raise UserError(f"--out {out} holds an earlier pruning run", hint="pass --resume to continue that run, "
+                        "or a new folder")
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or {"settings": settings, "done": []}
     _write_progress(out, progress)

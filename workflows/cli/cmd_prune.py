@@ -86,11 +86,9 @@ def run(args: argparse.Namespace) -> int:
                   inputs=[args.checkpoint, args.data, args.latency_table])
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # --json: stdout holds the JSON only
     latency = _latency_table(args, say) if target.metric == "latency" else None
-    # OUT was claimed empty (or is resumed): a table measured into it just now is this run's, not earlier results
-    resume = args.resume or (latency is not None and latency.measured)
     job = PruneJob(checkpoint=args.checkpoint, out_dir=args.out, config=config, data=args.data, steps=args.steps,
                    epochs_per_step=args.epochs_per_step, train=train_config(args, **default_finetune_config().to_dict()),
-                   resume=resume, latency_table=latency.table if latency else None, cache_dir=args.cache_dir,
+                   resume=args.resume, latency_table=latency.table if latency else None, cache_dir=args.cache_dir,
                    hook_factory=_hook_factory(args), log=say)
     result = run_prune_job(job)
     if args.json:
