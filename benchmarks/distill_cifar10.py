@@ -34,10 +34,10 @@ import models  # noqa: E402
 from mobile_compress.counting import format_count, model_stats  # noqa: E402
 from mobile_compress.data import open_dataset  # noqa: E402
 from mobile_compress.distillation import DistillConfig  # noqa: E402
-from mobile_compress.distillation.job import DistillJob, run_distill_job  # noqa: E402
+from mobile_compress.distillation import DistillJob, run_distill_job  # noqa: E402
 from mobile_compress.training import EvalJob, run_eval_job  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import TrainConfig, load_checkpoint  # noqa: E402
 
 TEACHER = CACHE / "benchmarks" / "train_cifar10" / "resnet56" / "best"

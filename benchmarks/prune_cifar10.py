@@ -49,7 +49,7 @@ from mobile_compress.counting import count_macs, count_parameters, format_count 
 from mobile_compress.data import Normalization, open_dataset  # noqa: E402
 from mobile_compress.pruning import PruneConfig, prune  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import CheckpointMeta, TrainConfig, Trainer, evaluate, load_checkpoint, save_checkpoint  # noqa: E402
 from profiler.latency_table import convert_fp32, interleaved_min_ms  # noqa: E402
 

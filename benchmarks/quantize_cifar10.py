@@ -37,7 +37,7 @@ from converters.parity import run_tflite  # noqa: E402
 from mobile_compress.data import Normalization, open_dataset  # noqa: E402
 from mobile_compress.quantization import QuantizeJob, run_quantize_job  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import TrainConfig, load_checkpoint  # noqa: E402
 
 OPTIONS = {"mobilenet_v2": {"small_input": True}, "shufflenet_v2_x1_0": {"small_input": True},

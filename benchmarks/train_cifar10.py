@@ -29,7 +29,7 @@ from mobile_compress.counting import format_count, model_stats  # noqa: E402
 from mobile_compress.data import open_dataset  # noqa: E402
 from mobile_compress.training import EvalJob, run_eval_job  # noqa: E402
 from mobile_compress.report import environment  # noqa: E402
-from mobile_compress.training.job import TrainJob, run_train_job  # noqa: E402
+from mobile_compress.training import TrainJob, run_train_job  # noqa: E402
 from mobile_compress.training import TrainConfig  # noqa: E402
 
 
