@@ -24,6 +24,7 @@ import numpy as np
 from converters.config import TFLITE_FORMATS, ConvertConfig
 from converters.progress import Progress
 from converters.report import ArtifactReport, ConvertReport
+from mobile_compress.data import DataError, check_source
 from mobile_compress.errors import UserError
 from mobile_compress.report import package_versions, write_json
 
@@ -50,6 +51,7 @@ def convert(config: ConvertConfig) -> ConvertReport:
     from mobile_compress.quantization import is_quantized
 
     config.validate()
+    _check_calib(config.calib)
     out_dir = _out_dir(config)
     quantized = is_quantized(config.source)
     formats = _quantized_formats(config) if quantized else config.formats
@@ -235,6 +237,17 @@ def _int8_with_our_ranges(run: Conversion, twin: Any, graph: Any, onnx_path: Pat
         except Exception as err:  # noqa: BLE001 - recorded; auto falls back to onnx2tf's calibration
             what = "trained" if run.quantized else "observed"
             return ArtifactReport("int8", error=f"int8 with {what} ranges failed: {type(err).__name__}: {err}")
+
+
+def _check_calib(calib: str | None) -> None:
+    """The calibration data can be opened: checked when converting, before any model loads. Not in
+    ``ConvertConfig.validate``, which a recipe runs when it is parsed, before earlier stages or a download made it."""
+    if calib is None:
+        return
+    try:
+        check_source(calib)
+    except DataError as err:
+        raise UserError(f"--calib: {err.message}", hint=err.hint) from None
 
 
 def _out_dir(config: ConvertConfig) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mobile_compress.data import DataError, check_source
 from mobile_compress.errors import UserError
 
 # Artifact names, in the order they are produced and reported.
@@ -104,11 +103,6 @@ class ConvertConfig:
                                 hint=f"pass --{name.replace('_', '-')} N with N >= 1")
         if self.input_size is not None:
             require_square(self.input_size)
-        if self.calib is not None:
-            try:
-                check_source(self.calib)
-            except DataError as err:
-                raise UserError(f"--calib: {err.message}", hint=err.hint) from None
 
 
 def require_square(size: tuple[int, int]) -> None:
